@@ -1,0 +1,46 @@
+"""Shared fixtures.  Tests needing root, namespaces or QEMU carry markers (setup.cfg).
+
+A test that cannot find what it needs skips on a developer machine but FAILS in CI
+(CI=true): `make check` installs everything, so a missing tool there is a bug.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lab.netns import Lab, Segment, can_run_lab
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip (developer machine) or fail (CI) when a prerequisite is missing."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"missing prerequisite in CI: {reason}")
+    pytest.skip(reason)
+
+
+def need_tool(*names: str) -> None:
+    for n in names:
+        need(shutil.which(n) is not None or Path(n).exists(), f"{n} is not installed (run: make deps)")
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    reason = can_run_lab()
+    need(reason is None, reason or "")
+    with Lab(workdir=tmp_path) as lb:
+        yield lb
+
+
+@pytest.fixture
+def segment(lab: Lab) -> Segment:
+    return lab.segment()
