@@ -1,0 +1,395 @@
+"""pxed's composition root: the only module that wires every part together.
+
+config → boot tree → catalog recovery → sockets (socket activation, or bound by
+hand) → protocol engine → netlink monitor → menus → D-Bus → sd_notify READY.
+SIGHUP reloads (configuration, policy, menus), SIGTERM/SIGINT stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pxed import __version__
+from pxed.config import Config, default_config_path, load_config
+from pxed.dhcp.proxy import Answered, BootPolicy, Decision, Listener, Peer, ProxyEngine
+from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, PxedError
+from pxed.io import udp
+from pxed.io.netlink import InterfaceMonitor
+from pxed.io.systemd import Notifier, Watchdog, listen_fds
+from pxed.log import setup_logging
+from pxed.model import InterfaceInfo
+
+logger = logging.getLogger("pxed.daemon")
+
+
+class State:
+    STARTING = "starting"
+    WAITING = "waiting-for-interface"
+    RUNNING = "running"
+    RELOADING = "reloading"
+    STOPPING = "stopping"
+
+
+@dataclass
+class Sockets:
+    listeners: dict[Listener, udp.DatagramListener]
+    activated: bool
+
+
+class Daemon:
+    def __init__(self, config: Config, config_path: Path, *, bus_address: str | None = None,
+                 use_dbus: bool = True) -> None:
+        from pxed.service import Service
+        from pxed.tracker import ClientTracker
+
+        assert config.interface is not None
+        self.config = config
+        self.config_path = config_path
+        self.interface_name: str = config.interface
+        self.state = State.STARTING
+        self.iface: InterfaceInfo | None = None
+        self.notifier = Notifier()
+        self.engine = ProxyEngine(BootPolicy.from_config(config))
+        self.tracker = ClientTracker()
+        self.service = Service(config, server_address=self.server_address)
+        self.bus_address = bus_address
+        self.use_dbus = use_dbus
+        self.dbus: object | None = None
+        self.sockets: Sockets | None = None
+        self.monitor: InterfaceMonitor | None = None
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._menu_address: ipaddress.IPv4Address | None = None
+
+    # ------------------------------------------------------------------ state
+    def server_address(self) -> ipaddress.IPv4Address | None:
+        return self.iface.address if self.iface is not None and self.iface.up else None
+
+    def status_line(self) -> str:
+        if self.state == State.WAITING or self.iface is None:
+            return f"Waiting for interface {self.interface_name}"
+        addr = self.server_address()
+        if addr is None:
+            return f"Waiting for an IPv4 address on {self.interface_name}"
+        return f"Serving {self.interface_name} ({addr}); {self.engine.answered} clients answered"
+
+    def runtime(self) -> object:
+        from pxed.dbus.server import RuntimeStatus
+
+        addr = self.server_address()
+        return RuntimeStatus(interface=self.interface_name, address=str(addr) if addr else None,
+                             state=self.state, clients_answered=self.engine.answered)
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.notifier.status(self.status_line())
+        if self.dbus is not None:
+            self.dbus.runtime_changed()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ packets
+    def on_datagram(self, data: bytes, peer: Peer) -> None:
+        iface = self.iface
+        if iface is None or iface.address is None:
+            logger.debug("datagram from %s before %s has an address; ignored", peer.address, self.interface_name)
+            return
+        decision = self.engine.receive(data, peer, iface, time.monotonic())
+        self._act(decision, peer)
+
+    def _act(self, decision: Decision, peer: Peer) -> None:
+        assert self.sockets is not None
+        ev = decision.event
+        if decision.outgoing is not None:
+            out = decision.outgoing
+            sent = self.sockets.listeners[out.listener].send(out, self.server_address())
+            if not sent:
+                return
+        if isinstance(ev, Answered):
+            fields = {
+                "CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
+                "PXE_STAGE": str(ev.stage), "BOOT_FILE": ev.boot_file, "CLIENT_IP": str(peer.address),
+                "LISTENER": str(peer.listener),
+            }
+            logger.info("%s %s to %s (arch %d%s): boot file %s", "Proxy offer" if ev.stage == "offer" else "PXE ack",
+                        "sent", ev.mac, ev.arch, ", iPXE" if ev.ipxe else "", ev.boot_file, extra=fields)
+            now = time.time()
+            self.tracker.record(ev.mac, ev.arch, str(ev.stage), ev.boot_file, now)
+            if self.dbus is not None:
+                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)  # type: ignore[attr-defined]
+        else:
+            level = logging.INFO if ev.notable else logging.DEBUG
+            logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
+                       extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
+
+    # ------------------------------------------------------------------ interface
+    def on_interface(self, info: InterfaceInfo | None) -> None:
+        old = self.server_address()
+        self.iface = info
+        new = self.server_address()
+        if info is None:
+            logger.warning("interface %s disappeared; waiting for it", self.interface_name,
+                           extra={"INTERFACE": self.interface_name})
+            self._set_state(State.WAITING)
+            return
+        if old != new:
+            logger.info("%s address is now %s", self.interface_name, new or "none",
+                        extra={"INTERFACE": self.interface_name, "SERVER_ADDRESS": str(new or "")})
+            self._render_menus()
+        if self.state in (State.WAITING, State.STARTING) and new is not None:
+            self._set_state(State.RUNNING)
+        else:
+            self._set_state(self.state)
+
+    def _render_menus(self) -> None:
+        if self.server_address() is None:
+            return
+        try:
+            self.service.render_menus()
+            self._menu_address = self.server_address()
+        except PxedError as e:
+            logger.error("cannot write menus: %s", e)
+            return
+        except Exception:
+            logger.exception("cannot write menus")
+            return
+        if self.dbus is not None:
+            self.dbus.menus_reloaded()  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------ reload
+    async def reload(self) -> None:
+        async with self._reload_lock:
+            self.notifier.reloading()
+            prev = self.state
+            self.state = State.RELOADING
+            try:
+                config = await asyncio.to_thread(load_config, self.config_path)
+            except ConfigError as e:
+                logger.error("reload failed, keeping the running configuration: %s", e)
+                self.state = prev
+                self.notifier.ready(self.status_line())
+                raise
+            if config.interface != self.interface_name:
+                logger.warning("Interface= changed to %s; restart pxed.socket to serve it "
+                               "(systemctl daemon-reload && systemctl restart pxed.socket)", config.interface)
+            self.config = config
+            self.engine.policy = BootPolicy.from_config(config)
+            await asyncio.to_thread(self._populate)
+            await asyncio.to_thread(self.service.reload, config)
+            if self.dbus is not None:
+                self.dbus.menus_reloaded()  # type: ignore[attr-defined]
+            self.state = prev
+            logger.info("configuration reloaded from %s", ", ".join(map(str, config.sources)) or "defaults")
+            self.notifier.ready(self.status_line())
+
+    def _populate(self) -> None:
+        from pxed.boottree import populate
+
+        try:
+            populate(self.config.boot_root)
+        except PxedError as e:
+            logger.error("boot tree incomplete: %s", e)
+
+    # ------------------------------------------------------------------ setup
+    def open_sockets(self) -> Sockets:
+        fds = listen_fds()
+        activated = bool(fds)
+        socks: dict[Listener, socket.socket] = {}
+        if activated:
+            socks = self._classify(fds)
+        else:
+            for listener in Listener:
+                socks[listener] = udp.bind_own(listener, self.interface_name)
+        listeners = {}
+        for listener, s in socks.items():
+            bound = udp.prepare(s, self.interface_name)
+            listeners[listener] = udp.DatagramListener(
+                s, listener, self.on_datagram, device_bound=bound,
+                ifindex=lambda: self.iface.index if self.iface else None)
+        return Sockets(listeners, activated)
+
+    @staticmethod
+    def _classify(fds: dict[str, list[int]]) -> dict[Listener, socket.socket]:
+        """Match passed sockets to listeners: by FileDescriptorName= (dhcp, pxe), else by port."""
+        socks: dict[Listener, socket.socket] = {}
+        by_port = {port: listener for listener, port in udp.PORTS.items()}
+        for name, group in fds.items():
+            for fd in group:
+                s = socket.socket(fileno=fd)
+                try:
+                    port = int(s.getsockname()[1])
+                except (OSError, IndexError, TypeError):
+                    port = -1
+                listener = Listener(name) if name in {x.value for x in Listener} else by_port.get(port)
+                if listener is None or listener in socks:
+                    s.detach()
+                    raise udp.SocketError(
+                        f"cannot tell what passed socket fd {fd} (name {name!r}, port {port}) is for",
+                        hint="pxed.socket passes UDP 67 and 4011, named dhcp and pxe; see pxed(8)")
+                socks[listener] = s
+        missing = [x.value for x in Listener if x not in socks]
+        if missing:
+            raise udp.SocketError(f"socket activation passed no {' or '.join(missing)} socket",
+                                  hint="pxed.socket must listen on UDP 67 (dhcp) and 4011 (pxe)")
+        return socks
+
+    async def start_dbus(self) -> None:
+        if not self.use_dbus:
+            return
+        from pxed.dbus.server import DBusServer
+
+        server = DBusServer(self.service, runtime=self.runtime,  # type: ignore[arg-type]
+                            tracker=self.tracker, reload=self.reload)
+        try:
+            await server.start(self.bus_address)
+        except Exception as e:  # no system bus (tests, rescue shells): keep serving DHCP
+            logger.warning("D-Bus API unavailable (%s); pxectl will not reach this daemon", e)
+            return
+        self.dbus = server
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
+
+        self.notifier.status("Preparing boot tree and catalog")
+        await asyncio.to_thread(self._populate)
+        report = await asyncio.to_thread(self.service.recover)
+        for name in getattr(report, "failed_imports", ()):
+            logger.warning("import of %s was interrupted; marked failed", name, extra={"IMAGE_ID": name})
+
+        self.sockets = self.open_sockets()
+        self.monitor = InterfaceMonitor(self.interface_name, self.on_interface)
+        info = await self.monitor.start()
+        self.iface = info
+        if info is None:
+            logger.warning("interface %s does not exist yet; waiting for it", self.interface_name)
+            self.state = State.WAITING
+        else:
+            self.state = State.RUNNING if self.server_address() else State.WAITING
+            self._render_menus()
+        for lst in self.sockets.listeners.values():
+            lst.start(loop)
+        await self.start_dbus()
+
+        logger.info("pxed %s started on %s (%s sockets)", __version__, self.interface_name,
+                    "socket-activated" if self.sockets.activated else "own",
+                    extra={"INTERFACE": self.interface_name, "SERVER_ADDRESS": str(self.server_address() or "")})
+        self.notifier.ready(self.status_line())
+        watchdog = asyncio.create_task(self._watchdog(Watchdog.from_env()))
+        status = asyncio.create_task(self._status_ticker())
+        await self._stop.wait()
+
+        self.state = State.STOPPING
+        self.notifier.stopping()
+        logger.info("stopping")
+        watchdog.cancel()
+        status.cancel()
+        for lst in self.sockets.listeners.values():
+            lst.stop()
+        await self.monitor.stop()
+        if self.dbus is not None:
+            with contextlib.suppress(Exception):
+                await self.dbus.stop()  # type: ignore[attr-defined]
+        return EX_OK
+
+    async def _reload_quietly(self) -> None:
+        with contextlib.suppress(ConfigError):
+            await self.reload()
+
+    async def _watchdog(self, wd: Watchdog) -> None:
+        if wd.ping_every is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(wd.ping_every)
+
+    async def _status_ticker(self) -> None:
+        last = -1
+        while True:
+            await asyncio.sleep(5)
+            if self.engine.answered != last:
+                last = self.engine.answered
+                self.notifier.status(self.status_line())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pxed",
+        description="Proxy-DHCP network-boot server. Normally started by systemd through pxed.socket; "
+                    "run by hand it binds UDP 67 and 4011 on the configured interface itself.",
+        epilog="Examples:\n"
+               "  pxed --check-config           validate /etc/pxed/pxed.conf and its drop-ins\n"
+               "  pxed --dump-config --json     show the effective configuration\n"
+               "  pxed --config ./lab.conf -d   run in the foreground with debug logging\n\n"
+               "See pxed(8) and pxed.conf(5).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-c", "--config", type=Path, default=None,
+                   help="configuration file (default: $PXED_CONFIG or /etc/pxed/pxed.conf; "
+                        "drop-ins are read from FILE.d/*.conf)")
+    p.add_argument("-d", "--debug", action="store_true", help="log at debug level")
+    p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto",
+                   help="where to log (default: the journal under systemd, else stderr)")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--dump-config", action="store_true", help="print the effective configuration and exit")
+    p.add_argument("--json", action="store_true", help="with --dump-config: print JSON")
+    p.add_argument("--no-dbus", action="store_true", help="do not offer the D-Bus API")
+    p.add_argument("--bus-address", default=None, help="D-Bus address instead of the system bus (tests)")
+    p.add_argument("--version", action="version", version=f"pxed {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(debug=args.debug, target=args.log_target)
+    path: Path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        print(f"pxed: {e}", file=sys.stderr)
+        logger.error("invalid configuration: %s", e)
+        return EX_CONFIG
+    if args.dump_config:
+        data = config.to_dict()
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            for k, v in data.items():
+                print(f"{k} = {v}")
+        return EX_OK
+    if args.check_config:
+        if not config.configured:
+            print(f"pxed: {path}: no [Network] Interface= set; pxed would not serve anything", file=sys.stderr)
+            return EX_CONFIG
+        print(f"{path}: OK ({len(config.sources)} file(s), interface {config.interface})")
+        return EX_OK
+    if not config.configured:
+        msg = (f"no interface configured: set [Network] Interface= in {path}, "
+               "then run 'systemctl daemon-reload && systemctl restart pxed.socket'")
+        print(f"pxed: {msg}", file=sys.stderr)
+        logger.error("%s", msg)
+        return EX_CONFIG
+    try:
+        daemon = Daemon(config, path, bus_address=args.bus_address, use_dbus=not args.no_dbus)
+        return asyncio.run(daemon.run())
+    except PxedError as e:
+        print(f"pxed: {e}", file=sys.stderr)
+        logger.error("%s", e)
+        return e.exit_code if e.exit_code != EX_SOFTWARE else EX_UNAVAILABLE
+    except KeyboardInterrupt:
+        return EX_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""Netlink adapter (pyroute2): find the served interface and follow its addresses.
+
+pyroute2's synchronous ``IPRoute`` is used in a worker thread: the same code runs on
+Debian 12's 0.7.2 and on 0.9.x, whose sync API cannot be called from inside a running
+asyncio loop.  The thread only listens for link/address events and wakes the loop;
+snapshots are read with a fresh ``IPRoute`` in the default executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from pxed.model import InterfaceInfo
+
+logger = logging.getLogger(__name__)
+
+AF_INET = 2
+
+
+def snapshot(name: str) -> InterfaceInfo | None:
+    """The interface's current state, or None when it does not exist."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
+            return None
+        index = int(found[0])
+        links = list(ipr.get_links(index))
+        if not links:
+            return None
+        link = links[0]
+        oper = link.get_attr("IFLA_OPERSTATE")
+        flags = int(link["flags"])
+        up = bool(flags & 1) and oper not in ("DOWN", "LOWERLAYERDOWN", "NOTPRESENT")
+        addrs = []
+        for a in ipr.get_addr(family=AF_INET, index=index):
+            addr = a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS")
+            if addr:
+                addrs.append(ipaddress.IPv4Interface(f"{addr}/{a['prefixlen']}"))
+        return InterfaceInfo(
+            name=name,
+            index=index,
+            mac=link.get_attr("IFLA_ADDRESS"),
+            mtu=int(link.get_attr("IFLA_MTU") or 1500),
+            up=up,
+            addresses=tuple(addrs),
+        )
+
+
+class InterfaceMonitor:
+    """Calls ``on_change(info)`` on the loop whenever the interface's snapshot changes."""
+
+    def __init__(self, name: str, on_change: Callable[[InterfaceInfo | None], None]) -> None:
+        self.name = name
+        self._on_change = on_change
+        self.current: InterfaceInfo | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = asyncio.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> InterfaceInfo | None:
+        self._loop = asyncio.get_running_loop()
+        self.current = await self._loop.run_in_executor(None, snapshot, self.name)
+        self._thread = threading.Thread(target=self._listen, name="netlink", daemon=True)
+        self._thread.start()
+        self._task = asyncio.create_task(self._refresher())
+        return self.current
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def _listen(self) -> None:
+        from pyroute2 import IPRoute
+        from pyroute2.netlink.rtnl import RTMGRP_IPV4_IFADDR, RTMGRP_LINK
+
+        try:
+            with IPRoute() as ipr:
+                ipr.bind(groups=RTMGRP_LINK | RTMGRP_IPV4_IFADDR)
+                while not self._stop.is_set():
+                    msgs: list[Any] = list(ipr.get())
+                    if msgs and self._loop is not None and not self._stop.is_set():
+                        self._loop.call_soon_threadsafe(self._wake.set)
+        except Exception:
+            if not self._stop.is_set():
+                logger.exception("netlink listener failed; interface changes are no longer followed")
+
+    async def _refresher(self) -> None:
+        assert self._loop is not None
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(0.05)  # coalesce bursts (link + several addresses)
+            self._wake.clear()
+            try:
+                info = await self._loop.run_in_executor(None, snapshot, self.name)
+            except Exception:
+                logger.exception("cannot read the state of %s", self.name)
+                continue
+            if info != self.current:
+                self.current = info
+                self._on_change(info)

@@ -1,0 +1,78 @@
+"""Logging setup: the only module that adds handlers.
+
+Under systemd (``JOURNAL_STREAM`` set, or journald's socket present) records go to
+the journal through systemd-python's JournalHandler, so structured fields passed
+as ``extra={"CLIENT_MAC": ...}`` become journal fields and
+``journalctl -u pxed CLIENT_MAC=...`` finds one machine's boot.  Otherwise they go
+to stderr, with the same fields appended as ``KEY=value`` so nothing is lost.
+
+Field names must be upper case (journald drops others); :data:`FIELDS` lists the
+ones pxed uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
+FIELDS = ("CLIENT_MAC", "CLIENT_ARCH", "CLIENT_UUID", "PXE_STAGE", "BOOT_FILE", "CLIENT_IP",
+          "LISTENER", "IFINDEX", "INTERFACE", "SERVER_ADDRESS", "IMAGE_ID", "REASON")
+
+_LEVELS = {
+    "emerg": logging.CRITICAL, "alert": logging.CRITICAL, "crit": logging.CRITICAL,
+    "err": logging.ERROR, "error": logging.ERROR, "warning": logging.WARNING, "warn": logging.WARNING,
+    "notice": logging.INFO, "info": logging.INFO, "debug": logging.DEBUG,
+}
+
+
+class FieldsFormatter(logging.Formatter):
+    """stderr format: the message, then the structured fields the record carries."""
+
+    def __init__(self, with_time: bool) -> None:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if with_time else "%(levelname)s: %(message)s"
+        super().__init__(fmt)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        fields = [f"{k}={getattr(record, k)}" for k in FIELDS if getattr(record, k, None) not in (None, "")]
+        return f"{text} [{' '.join(fields)}]" if fields else text
+
+
+def level_from_env(default: int = logging.INFO) -> int:
+    value = os.environ.get("PXED_LOG_LEVEL") or os.environ.get("SYSTEMD_LOG_LEVEL")
+    if not value:
+        return default
+    return _LEVELS.get(value.strip().lower(), default)
+
+
+def journal_available() -> bool:
+    return bool(os.environ.get("JOURNAL_STREAM")) or JOURNAL_SOCKET.exists()
+
+
+def setup_logging(*, debug: bool = False, target: str = "auto", identifier: str = "pxed") -> str:
+    """Configure the root logger once; returns "journal" or "stderr" (what was chosen)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.setLevel(logging.DEBUG if debug else level_from_env())
+    handler: logging.Handler | None = None
+    chosen = "stderr"
+    if target in ("auto", "journal") and (target == "journal" or journal_available()):
+        try:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER=identifier)
+            chosen = "journal"
+        except ImportError:  # pragma: no cover - systemd-python is a hard dependency
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(FieldsFormatter(with_time=not os.environ.get("INVOCATION_ID")))
+    root.addHandler(handler)
+    # pyroute2 and dbus_fast are chatty at debug level; keep them at warning unless asked.
+    for noisy in ("pyroute2", "dbus_fast", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
+    return chosen
