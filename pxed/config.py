@@ -123,7 +123,7 @@ def parse_boolean(value: str) -> bool:
 def _int_parser(lo: int, hi: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
-            n = int(value, 10)
+            n: int = int(value, 10)
         except ValueError:
             raise ValueError(f"expected a whole number from {lo} to {hi}") from None
         if not lo <= n <= hi:
@@ -138,7 +138,7 @@ def parse_size(value: str) -> int:
     if not m:
         raise ValueError("expected a size such as 8G, 512M or 1073741824")
     exp = " KMGT".index(m.group(2).upper() or " ")
-    return int(m.group(1)) * 1024**exp
+    return int(m.group(1)) * (1 << (10 * exp))
 
 
 def parse_interface(value: str) -> str:

@@ -25,7 +25,8 @@ def test_missing_file_gives_unconfigured_defaults(tmp_path: Path) -> None:
 
 
 def test_dropins_override_in_lexical_order_and_empty_resets(tmp_path: Path) -> None:
-    main = write(tmp_path / "pxed.conf", "[Network]\nInterface=eth0\n[HTTP]\nPort=8080\n[Boot]\nBIOS=bios/lpxelinux.0\n")
+    main = write(tmp_path / "pxed.conf",
+                 "[Network]\nInterface=eth0\n[HTTP]\nPort=8080\n[Boot]\nBIOS=bios/lpxelinux.0\n")
     write(tmp_path / "pxed.conf.d/20-b.conf", "[HTTP]\nPort=9090\n")
     write(tmp_path / "pxed.conf.d/10-a.conf", "[HTTP]\nPort=1\n[Network]\nAllowRelay=yes\n")
     write(tmp_path / "pxed.conf.d/30-c.conf", "[Boot]\nBIOS=\n")

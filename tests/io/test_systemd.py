@@ -49,9 +49,9 @@ def test_notifier_abstract_address_and_disabled() -> None:
     assert not Notifier("").enabled
     assert Notifier("").ready("x") is False
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind("\0pxed-test-%d" % os.getpid())
+    s.bind(f"\0pxed-test-{os.getpid()}")
     s.settimeout(2)
-    Notifier("@pxed-test-%d" % os.getpid()).status("hello")
+    Notifier(f"@pxed-test-{os.getpid()}").status("hello")
     assert s.recv(100) == b"STATUS=hello"
 
 

@@ -95,7 +95,7 @@ class PxedProcess:
         found: list[str] = []
 
         def seen() -> bool:
-            found[:] = [n for n in self.notifications() if any(l.startswith(prefix) for l in n.split("\n"))]
+            found[:] = [n for n in self.notifications() if any(ln.startswith(prefix) for ln in n.split("\n"))]
             return bool(found) or self.proc.poll() is not None
 
         wait_for(seen, timeout, what=f"sd_notify {prefix}")
