@@ -1,0 +1,251 @@
+"""The proxy-DHCP decision: which reply, if any, a PXE request gets (protocol.md §4).
+
+:func:`decide` is a pure function of (packet, where it came from, the served
+interface, the boot policy).  :class:`ProxyEngine` adds parsing, counters and a
+bounded per-client rate limit; it never raises.  No sockets, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from pxed.dhcp.classify import HTTP_VENDOR, PXE_VENDOR, PxeRequest, classify
+from pxed.dhcp.options import MessageType, Opt, PxeSub, encode_tlv
+from pxed.dhcp.packet import BOOTREPLY, FLAG_BROADCAST, ZERO, Packet, encode, parse
+from pxed.errors import MalformedPacket
+from pxed.model import Firmware, InterfaceInfo, PxeStage
+
+if TYPE_CHECKING:
+    from pxed.config import Config
+
+BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+PXELINUX_CONFIG = b"pxelinux.cfg/default"
+_IPXE_BINARY = re.compile(r"(^|/)[^/]*(ipxe|undionly|snponly)[^/]*$|\.k?kpxe$", re.IGNORECASE)
+
+# The pxed.conf key that sets each firmware's boot file, for "what to do" messages.
+BOOT_KEYS: Mapping[Firmware, str] = {
+    Firmware.BIOS: "BIOS", Firmware.EFI32: "EFI32", Firmware.EFI64: "EFI64", Firmware.ARM64: "ARM64",
+    Firmware.HTTP32: "HTTP32", Firmware.HTTP64: "HTTP64", Firmware.HTTPARM64: "HTTPARM64",
+}
+
+
+class Listener(enum.StrEnum):
+    DHCP = "dhcp"  # UDP 67
+    PXE = "pxe"  # UDP 4011
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    listener: Listener
+    ifindex: int | None
+    address: ipaddress.IPv4Address
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class BootPolicy:
+    boot_files: Mapping[Firmware, str]
+    ipxe_boot_file: str | None = None
+    http_port: int = 80
+    allow_relay: bool = False
+    vendor_classes: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> BootPolicy:
+        return cls(boot_files=MappingProxyType(dict(config.boot_files)), ipxe_boot_file=config.ipxe_boot_file,
+                   http_port=config.http_port, allow_relay=config.allow_relay,
+                   vendor_classes=config.vendor_classes)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    payload: bytes
+    address: ipaddress.IPv4Address
+    port: int
+    listener: Listener
+    ifindex: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    mac: str
+    arch: int
+    firmware: Firmware
+    uuid: str | None
+    stage: PxeStage
+    boot_file: str
+    ipxe: bool
+    xid: int
+    relayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str
+    mac: str | None = None
+    notable: bool = False  # worth an info line (a PXE client pxed cannot serve), else debug
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outgoing: Outgoing | None
+    event: Answered | Ignored
+
+
+def is_ipxe_binary(path: str) -> bool:
+    return bool(_IPXE_BINARY.search(path))
+
+
+def http_url(server: ipaddress.IPv4Address, port: int, path: str) -> str:
+    host = str(server) if port == 80 else f"{server}:{port}"
+    return f"http://{host}/{path.lstrip('/')}"
+
+
+def path_prefix(boot_file: str) -> bytes:
+    head, sep, _ = boot_file.rpartition("/")
+    return (head + "/").encode() if sep else b"/"
+
+
+def _ignore(reason: str, req: PxeRequest | Packet | None = None, notable: bool = False) -> Decision:
+    mac = req.mac if req is not None else None
+    return Decision(None, Ignored(reason, mac, notable))
+
+
+def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy) -> Decision:
+    server = iface.address
+    if server is None:
+        return _ignore(f"{iface.name} has no IPv4 address yet", packet)
+    if peer.ifindex is not None and peer.ifindex != iface.index:
+        return _ignore(f"arrived on interface index {peer.ifindex}, not {iface.name} ({iface.index})", packet)
+    on_pxe_port = peer.listener is Listener.PXE
+    req = classify(packet, on_pxe_port=on_pxe_port,
+                   vendor_prefixes=tuple(v.encode() for v in policy.vendor_classes))
+    if isinstance(req, str):
+        return _ignore(req, packet)
+    relayed = packet.giaddr != ZERO
+    if relayed and not policy.allow_relay:
+        return _ignore(f"relayed request (giaddr {packet.giaddr}); set [Network] AllowRelay=yes to answer relays",
+                       req, notable=True)
+    if on_pxe_port and not relayed and not iface.on_link(peer.address):
+        return _ignore(f"port-4011 request from off-link address {peer.address}", req, notable=True)
+    firmware = req.firmware
+    if firmware is None:
+        return _ignore(f"unsupported client architecture {req.arch}", req, notable=True)
+    if req.ipxe and policy.ipxe_boot_file:
+        boot_file = policy.ipxe_boot_file
+    else:
+        chosen = policy.boot_files.get(firmware)
+        if not chosen:
+            return _ignore(f"no boot file for {firmware} clients (arch {req.arch}); "
+                           f"set [Boot] {BOOT_KEYS[firmware]}= in pxed.conf", req, notable=True)
+        boot_file = chosen
+    if req.ipxe and is_ipxe_binary(boot_file):
+        return _ignore(f"client already runs iPXE and {boot_file} would chain-load it again; "
+                       "set [Boot] IPXE= to what iPXE should load", req, notable=True)
+
+    reply_type = MessageType.ACK if on_pxe_port else MessageType.OFFER
+    vendor = HTTP_VENDOR if req.http else PXE_VENDOR
+    if not req.http and not req.vendor.startswith(PXE_VENDOR):
+        vendor = next(v.encode() for v in policy.vendor_classes if req.vendor.startswith(v.encode()))
+    options: list[tuple[int, bytes]] = [
+        (Opt.MESSAGE_TYPE, bytes((reply_type,))),
+        (Opt.SERVER_ID, server.packed),
+        (Opt.VENDOR_CLASS, vendor),
+    ]
+    if req.guid is not None:
+        options.append((Opt.CLIENT_GUID, req.guid))
+    file = b""
+    sname = b""
+    if firmware.is_http or req.http:
+        file = http_url(server, policy.http_port, boot_file).encode()
+    else:
+        sname = str(server).encode()
+        sub: list[tuple[int, bytes]] = []
+        if on_pxe_port:
+            file = boot_file.encode()
+            if req.boot_item is not None:
+                sub.append((PxeSub.BOOT_ITEM, req.boot_item))
+        elif firmware is Firmware.BIOS or req.ipxe:
+            # PXE10 form: discovery control bit 3 = boot the file in this offer directly.
+            file = boot_file.encode()
+            sub.append((PxeSub.DISCOVERY_CONTROL, b"\x08"))
+        # UEFI on :67: the BINL form (no option 43, no file) sends the client to :4011 (G2, G6).
+        if sub:
+            options.append((Opt.VENDOR_SPECIFIC, encode_tlv(sub)))
+        options.append((Opt.PXELINUX_CONFIGFILE, PXELINUX_CONFIG))
+        options.append((Opt.PXELINUX_PATHPREFIX, path_prefix(boot_file)))
+    if len(file) > 127:
+        return _ignore(f"boot file name {file[:40]!r}... is longer than 127 bytes", req, notable=True)
+
+    if on_pxe_port:
+        dest = packet.ciaddr if packet.ciaddr != ZERO else peer.address
+        out_port, flags, ifindex = peer.port, packet.flags, iface.index
+    elif relayed:
+        dest, out_port, flags, ifindex = packet.giaddr, 67, packet.flags, None
+    else:
+        dest, out_port, flags, ifindex = BROADCAST, 68, packet.flags | FLAG_BROADCAST, iface.index
+    reply = Packet(
+        op=BOOTREPLY, htype=packet.htype, xid=packet.xid, chaddr=packet.chaddr, flags=flags,
+        ciaddr=packet.ciaddr if on_pxe_port else ZERO, yiaddr=ZERO, siaddr=server, giaddr=packet.giaddr,
+        sname=sname, file=file,
+    ).with_options(options)
+    event = Answered(mac=req.mac, arch=req.arch, firmware=firmware, uuid=req.uuid,
+                     stage=PxeStage.ACK if on_pxe_port else PxeStage.OFFER,
+                     boot_file=file.decode() or boot_file, ipxe=req.ipxe, xid=packet.xid, relayed=relayed)
+    return Decision(Outgoing(encode(reply), dest, out_port, peer.listener, ifindex), event)
+
+
+class ProxyEngine:
+    """Parse + decide + count, with a bounded per-MAC reply rate limit."""
+
+    RATE_WINDOW = 1.0
+    RATE_MAX = 8  # replies per MAC per window; firmware retries far less often
+    MAX_TRACKED = 4096
+
+    def __init__(self, policy: BootPolicy) -> None:
+        self.policy = policy
+        self.answered = 0
+        self.ignored = 0
+        self._rate: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def receive(self, data: bytes, peer: Peer, iface: InterfaceInfo, now: float) -> Decision:
+        try:
+            packet = parse(data)
+        except MalformedPacket as e:
+            self.ignored += 1
+            return Decision(None, Ignored(f"malformed packet from {peer.address}: {e}"))
+        try:
+            decision = decide(packet, peer, iface, self.policy)
+        except Exception as e:  # a bug must not take the packet loop down
+            self.ignored += 1
+            return Decision(None, Ignored(f"internal error deciding on a packet: {type(e).__name__}: {e}",
+                                          packet.mac, notable=True))
+        if decision.outgoing is not None and not self._allow(packet.mac, now):
+            self.ignored += 1
+            return Decision(None, Ignored("rate limit: too many requests from this client", packet.mac))
+        if decision.outgoing is None:
+            self.ignored += 1
+        else:
+            self.answered += 1
+        return decision
+
+    def _allow(self, mac: str, now: float) -> bool:
+        start, count = self._rate.pop(mac, (now, 0))
+        if now - start >= self.RATE_WINDOW:
+            start, count = now, 0
+        count += 1
+        self._rate[mac] = (start, count)
+        while len(self._rate) > self.MAX_TRACKED:
+            self._rate.popitem(last=False)
+        return count <= self.RATE_MAX
+
+
+__all__ = ["Answered", "BootPolicy", "Decision", "Ignored", "Listener", "Outgoing", "Peer", "ProxyEngine",
+           "decide"]
