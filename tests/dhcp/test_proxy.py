@@ -1,0 +1,168 @@
+"""Decision table over protocol.md's rules: (request, where it came from, policy) → reply or silence."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pxed.config import DEFAULT_BOOT_FILES
+from pxed.dhcp.options import MessageType, Opt, decode_tlv
+from pxed.dhcp.packet import parse
+from pxed.dhcp.proxy import Answered, BootPolicy, Ignored, Listener, Peer, ProxyEngine, decide
+from pxed.model import Firmware, InterfaceInfo, PxeStage
+from tests.lab.pxeclient import GUID, build
+
+SERVER = ipaddress.IPv4Address("10.77.0.1")
+IFACE = InterfaceInfo(name="lab0", index=2, addresses=(ipaddress.IPv4Interface("10.77.0.1/24"),))
+MAC = bytes.fromhex("525400aabbcc")
+POLICY = BootPolicy(boot_files=DEFAULT_BOOT_FILES, http_port=8080)
+CLIENT = ipaddress.IPv4Address("10.77.0.50")
+BCAST_PEER = Peer(Listener.DHCP, 2, ipaddress.IPv4Address("0.0.0.0"), 68)
+PXE_PEER = Peer(Listener.PXE, 2, CLIENT, 1234)
+
+
+@dataclass
+class Case:
+    id: str
+    raw: bytes
+    peer: Peer = BCAST_PEER
+    policy: BootPolicy = POLICY
+    iface: InterfaceInfo = IFACE
+    reply: str | None = None  # expected message type name, or None for silence
+    file: str | None = None
+    dest: tuple[str, int] | None = None
+    opt43: dict[int, bytes] | None = None  # None: not checked; {}: option 43 must be absent
+    vendor: bytes = b"PXEClient"
+    reason: str = ""
+    check: Callable[[Any], None] | None = field(default=None)
+
+
+def pol(**kw: Any) -> BootPolicy:
+    base: dict[str, Any] = {"boot_files": DEFAULT_BOOT_FILES, "http_port": 8080}
+    base.update(kw)
+    return BootPolicy(**base)
+
+
+def b(kind: str, **kw: Any) -> bytes:
+    return build(kind, MAC, 0xC0FFEE, **kw)
+
+
+REQ = MessageType.REQUEST
+CASES = [
+    Case("bios-offer", b("bios"), reply="OFFER", file="lpxelinux.0", dest=("255.255.255.255", 68),
+         opt43={6: b"\x08"}),
+    Case("uefi7-binl-offer", b("efi64"), reply="OFFER", file="", dest=("255.255.255.255", 68), opt43={}),
+    Case("uefi9-binl-offer", b("efi9"), reply="OFFER", file="", dest=("255.255.255.255", 68), opt43={}),
+    Case("uefi7-ack-4011", b("efi64", mtype=REQ, ciaddr=CLIENT), peer=PXE_PEER, reply="ACK",
+         file="efi64/syslinux.efi", dest=("10.77.0.50", 1234), opt43={}),
+    Case("uefi-ack-echoes-43.71", b("efi64", mtype=REQ, ciaddr=CLIENT, boot_item=b"\x80\x00\x00\x00"),
+         peer=PXE_PEER, reply="ACK", file="efi64/syslinux.efi", opt43={71: b"\x80\x00\x00\x00"}),
+    Case("bios-on-4011-answered", b("bios", mtype=REQ, ciaddr=CLIENT), peer=PXE_PEER, reply="ACK",
+         file="lpxelinux.0"),
+    Case("4011-without-ciaddr-goes-to-source", b("efi64", mtype=REQ), peer=PXE_PEER, reply="ACK",
+         dest=("10.77.0.50", 1234)),
+    Case("ia32-no-boot-file", b("efi32"), reason="set [Boot] EFI32="),
+    Case("ia32-configured", b("efi32"), policy=pol(boot_files=MappingProxyType(
+        {**DEFAULT_BOOT_FILES, Firmware.EFI32: "efi32/syslinux.efi"})), reply="OFFER", file=""),
+    Case("http-boot", b("http64"), reply="OFFER", file="http://10.77.0.1:8080/efi64/syslinux.efi",
+         vendor=b"HTTPClient", opt43={}),
+    Case("ipxe-bare-user-class", b("ipxe"), reply="OFFER", file="lpxelinux.0", opt43={6: b"\x08"}),
+    Case("ipxe-rfc3004-user-class", b("ipxe-rfc3004"), reply="OFFER", file="lpxelinux.0"),
+    Case("ipxe-efi-gets-file-in-offer", b("ipxe-efi"), reply="OFFER", file="efi64/syslinux.efi"),
+    Case("ipxe-own-boot-file", b("ipxe"), policy=pol(ipxe_boot_file="ipxe/menu.lkrn"), reply="OFFER",
+         file="ipxe/menu.lkrn"),
+    Case("ipxe-never-chainloads-ipxe", b("ipxe"), policy=pol(boot_files=MappingProxyType(
+        {Firmware.BIOS: "undionly.kpxe"})), reason="chain-load it again"),
+    Case("non-pxe-ignored", b("nonpxe"), reason="not a PXE client"),
+    Case("no-option-93-ignored", b("no93"), reason="option 93"),
+    Case("relay-denied", b("bios", giaddr=ipaddress.IPv4Address("10.9.0.1")), reason="AllowRelay"),
+    Case("relay-allowed-unicast", b("bios", giaddr=ipaddress.IPv4Address("10.9.0.1")),
+         policy=pol(allow_relay=True), reply="OFFER", dest=("10.9.0.1", 67)),
+    Case("wrong-interface", b("bios"), peer=Peer(Listener.DHCP, 3, BCAST_PEER.address, 68), reason="index 3"),
+    Case("off-link-4011", b("efi64", mtype=REQ), peer=Peer(Listener.PXE, 2, ipaddress.IPv4Address("192.0.2.9"),
+                                                           4011), reason="off-link"),
+    Case("request-on-67-ignored", b("bios", mtype=REQ), reason="not for a proxy"),
+    Case("no-address-yet", b("bios"), iface=InterfaceInfo(name="lab0", index=2), reason="no IPv4 address"),
+    Case("guid-absent-not-invented", b("bios", guid=False), reply="OFFER", file="lpxelinux.0"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decision_table(case: Case) -> None:
+    req = parse(case.raw)
+    d = decide(req, case.peer, case.iface, case.policy)
+    if case.reply is None:
+        assert d.outgoing is None
+        assert isinstance(d.event, Ignored) and case.reason in d.event.reason
+        return
+    assert d.outgoing is not None, d.event
+    assert isinstance(d.event, Answered)
+    raw = d.outgoing.payload
+    rep = parse(raw)
+    assert len(raw) >= 300
+    assert rep.op == 2 and rep.xid == req.xid and rep.chaddr == req.chaddr
+    assert rep.message_type is MessageType[case.reply]
+    assert rep.yiaddr == ipaddress.IPv4Address(0)  # never a lease
+    assert rep.siaddr == SERVER and rep.opt(Opt.SERVER_ID) == SERVER.packed
+    assert rep.opt(Opt.VENDOR_CLASS) == case.vendor
+    assert rep.opt(Opt.CLIENT_GUID) == req.opt(Opt.CLIENT_GUID)  # echoed byte for byte, or absent
+    assert rep.giaddr == req.giaddr
+    if case.file is not None:
+        assert rep.file.decode() == case.file
+    if case.dest is not None:
+        assert (str(d.outgoing.address), d.outgoing.port) == case.dest
+    if d.outgoing.port == 68:
+        assert rep.flags & 0x8000 and d.outgoing.ifindex == IFACE.index
+    if case.peer.listener is Listener.PXE:
+        assert d.outgoing.listener is Listener.PXE and rep.ciaddr == req.ciaddr
+        assert d.event.stage is PxeStage.ACK
+    if case.opt43 == {}:
+        assert Opt.VENDOR_SPECIFIC not in rep.options
+    elif case.opt43 is not None:
+        assert decode_tlv(rep.options[Opt.VENDOR_SPECIFIC]) == case.opt43
+    if not rep.file.startswith(b"http://"):
+        assert rep.sname == b"10.77.0.1"
+        assert rep.opt(209) == b"pxelinux.cfg/default"
+        if rep.file:
+            head = rep.file.rpartition(b"/")[0]
+            assert rep.opt(210) == (head + b"/" if head else b"/")
+    assert 52 not in rep.options
+
+
+def test_uuid_is_reported_in_smbios_order() -> None:
+    d = decide(parse(b("bios")), BCAST_PEER, IFACE, POLICY)
+    assert isinstance(d.event, Answered)
+    assert d.event.uuid == "04030201-0605-0807-090a-0b0c0d0e0f10"
+    assert GUID[0] == 0
+
+
+def test_engine_counts_and_never_raises() -> None:
+    e = ProxyEngine(POLICY)
+    assert e.receive(b"junk", BCAST_PEER, IFACE, 0.0).outgoing is None
+    assert e.receive(b("bios"), BCAST_PEER, IFACE, 0.0).outgoing is not None
+    assert (e.answered, e.ignored) == (1, 1)
+
+
+def test_engine_rate_limits_per_mac_and_stays_bounded() -> None:
+    e = ProxyEngine(POLICY)
+    got = [e.receive(b("bios"), BCAST_PEER, IFACE, 0.5).outgoing is not None for _ in range(20)]
+    assert got.count(True) == ProxyEngine.RATE_MAX
+    assert e.receive(b("bios"), BCAST_PEER, IFACE, 2.0).outgoing is not None  # new window
+    for i in range(5000):
+        e.receive(build("bios", i.to_bytes(6, "big"), 1), BCAST_PEER, IFACE, 3.0)
+    assert len(e._rate) <= ProxyEngine.MAX_TRACKED
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=600), st.sampled_from([BCAST_PEER, PXE_PEER]))
+def test_garbage_never_gets_a_reply(data: bytes, peer: Peer) -> None:
+    d = ProxyEngine(POLICY).receive(data, peer, IFACE, 0.0)
+    if d.outgoing is not None:  # only a well-formed PXE request may be answered
+        assert parse(data).opt(Opt.CLIENT_ARCH) is not None
