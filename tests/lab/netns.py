@@ -172,7 +172,7 @@ class Lab:
             "dnsmasq", "--keep-in-foreground", "--no-daemon", "--port=0", "--no-resolv", "--no-hosts",
             "--bind-interfaces", "--interface=lab0", "--except-interface=lo",
             f"--dhcp-range={seg.subnet[100]},{seg.subnet[200]},255.255.255.0,1h",
-            f"--dhcp-leasefile={lease}", "--dhcp-authoritative", "--log-dhcp",
+            f"--dhcp-leasefile={lease}", "--dhcp-authoritative", "--log-dhcp", "--no-ping",
             f"--pid-file={workdir / 'dnsmasq.pid'}", *extra,
         ], stdout=subprocess.DEVNULL, stderr=open(workdir / "dnsmasq.log", "wb"))
 
