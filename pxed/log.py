@@ -71,8 +71,13 @@ def setup_logging(*, debug: bool = False, target: str = "auto", identifier: str 
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(FieldsFormatter(with_time=not os.environ.get("INVOCATION_ID")))
+    handler.addFilter(_quiet_libraries)
     root.addHandler(handler)
-    # pyroute2 and dbus_fast are chatty at debug level; keep them at warning unless asked.
-    for noisy in ("pyroute2", "dbus_fast", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if not debug else logging.INFO)
     return chosen
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """pyroute2, dbus_fast and asyncio debug chatter is noise for an admin: keep warnings and up."""
+    if record.name.startswith(("pyroute2", "dbus_fast", "asyncio")):
+        return record.levelno >= logging.WARNING
+    return True

@@ -1,0 +1,116 @@
+"""Real PXE firmware in QEMU: SeaBIOS with iPXE's NIC ROM, or OVMF, on a lab bridge.
+
+The guest's serial console goes to a file; :class:`Vm` waits for markers in it and
+records when each first appeared (seconds since QEMU started), which is the boot
+timeline.  KVM is used only when a real guest kernel actually runs under it here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.lab.netns import Lab, Netns, stop_process
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+NETBOOT_DIR = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
+KERNEL = NETBOOT_DIR / "linux"
+INITRD = NETBOOT_DIR / "initrd.gz"
+
+
+@functools.cache
+def accelerator() -> str:
+    """'kvm' if a Linux kernel really starts under KVM within seconds, else 'tcg'."""
+    if os.environ.get("PXED_LAB_ACCEL") in ("kvm", "tcg"):
+        return os.environ["PXED_LAB_ACCEL"]
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK) or not KERNEL.exists():
+        return "tcg"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    cache = Path(f"/tmp/.pxed-lab-accel-{boot_id}")
+    if cache.exists():
+        return cache.read_text().strip()
+    try:
+        r = subprocess.run(
+            ["qemu-system-x86_64", "-accel", "kvm", "-m", "256", "-display", "none", "-nodefaults", "-no-reboot",
+             "-serial", "stdio", "-kernel", str(KERNEL), "-append", "console=ttyS0 panic=-1"],
+            capture_output=True, text=True, timeout=8,
+        )
+        out = r.stdout
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+    accel = "kvm" if "Linux version" in out else "tcg"
+    cache.write_text(accel)
+    return accel
+
+
+@dataclass
+class Vm:
+    proc: subprocess.Popen[bytes]
+    serial: Path
+    started: float
+    firmware: str
+    mac: str
+    seen: dict[str, float] = field(default_factory=dict)
+
+    def text(self) -> str:
+        try:
+            return self.serial.read_bytes().replace(b"\0", b"").decode(errors="replace")
+        except OSError:
+            return ""
+
+    def wait(self, pattern: str, timeout: float, name: str | None = None) -> float:
+        """Wait until the serial console matches `pattern`; return seconds since QEMU start."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if rx.search(self.text()):
+                t = time.monotonic() - self.started
+                self.seen.setdefault(name or pattern, t)
+                return self.seen[name or pattern]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = self.text()[-2000:]
+        raise TimeoutError(f"{self.firmware} VM: no {pattern!r} on serial after {timeout:.0f}s "
+                           f"(qemu rc={self.proc.poll()}); serial tail:\n{tail}")
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str = "bios",
+             mac: str = "52:54:00:12:34:56", memory: int = 512, name: str = "vm") -> Vm:
+    """Boot a VM from the network on `bridge` (in namespace `sw`)."""
+    tap = lab.tap(sw, bridge)
+    serial = workdir / f"{name}-serial.log"
+    serial.unlink(missing_ok=True)
+    argv = [
+        "qemu-system-x86_64", "-accel", accelerator(), "-m", str(memory), "-display", "none", "-nodefaults",
+        "-no-reboot", "-boot", "n", "-chardev", f"file,id=s0,path={serial}", "-serial", "chardev:s0",
+        "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+    ]
+    # BIOS: SeaBIOS has no PXE stack, the NIC's iPXE ROM is the PXE client.  UEFI: OVMF's own
+    # network stack (EDK2 PxeBcDxe: the BINL offer, then the port-4011 request), no option ROM.
+    rom = ",romfile=" if firmware == "uefi" else ",romfile=efi-virtio.rom"
+    argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac}{rom}"]
+    if firmware == "bios":
+        # SeaBIOS mirrors its console (and so iPXE's) to the serial port.
+        argv += ["-fw_cfg", "name=etc/sercon-port,string=0x3f8", "-vga", "std"]
+    elif firmware == "uefi":
+        vars_copy = workdir / f"{name}-OVMF_VARS.fd"
+        shutil.copyfile(OVMF_VARS, vars_copy)
+        argv += ["-machine", "q35", "-vga", "std",
+                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+    else:
+        raise ValueError(f"unknown firmware {firmware!r}")
+    started = time.monotonic()
+    proc = lab.spawn(sw, argv, stdout=subprocess.DEVNULL, stderr=open(workdir / f"{name}-qemu.log", "wb"))
+    return Vm(proc, serial, started, firmware, mac)
