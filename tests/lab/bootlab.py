@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.lab.netns import Lab, Segment
-from tests.lab.pxedproc import PxedProcess, start_pxed, write_config
+from tests.lab.pxedproc import DatagramSink, PxedProcess, start_pxed, write_config
 from tests.lab.qemu import INITRD, KERNEL, Vm, start_vm
 from tests.lab.servers import generate, start_unit
 
 MENU_TITLE = "pxed network boot"
+# Serial milestones of a boot, in order: (name, pattern).
+BOOT_FILE_LOADED = r"PXELINUX \d|Getting cached packet"
+MILESTONES = (("menu shown", MENU_TITLE),
+              ("kernel loading over HTTP", r"Loading http://\S+/debian/linux"), ("kernel started", r"Linux version"))
 DEBIAN_ENTRY = (
     "[Menu]\nTimeout={timeout}\nDefault={default}\n"
     "[Entry debian]\nTitle=Debian 12 installer (netboot)\nKernel=debian/linux\nInitrd=debian/initrd.gz\n"
@@ -38,6 +43,7 @@ class BootLab:
     lab: Lab = field(init=False)
     seg: Segment | None = None
     pxed: PxedProcess | None = None
+    tftp_log: DatagramSink | None = None
     vms: list[Vm] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -54,6 +60,8 @@ class BootLab:
             vm.stop()
         if self.pxed is not None:
             self.pxed.close()
+        if self.tftp_log is not None:
+            self.tftp_log.close()
         self.lab.close()
 
     @property
@@ -63,10 +71,8 @@ class BootLab:
     def start(self, *, pxed_args: tuple[str, ...] = ("--no-dbus",)) -> None:
         self.workdir.chmod(0o755)
         seg = self.seg = self.lab.segment()
-        for ns in (seg.sw, seg.srv, seg.dhcp, seg.cli):  # iPXE waits ~16 s for IPv6 autoconf otherwise
-            ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")
-            ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")
         self.lab.dnsmasq_dhcp(seg, self.workdir)
+        self.router_advertisements()
         conf = write_config(self.workdir / "pxed.conf", self.workdir,
                             extra=DEBIAN_ENTRY.format(timeout=self.timeout, default=self.default) + self.extra_config)
         self.boot_root.chmod(0o755)
@@ -79,8 +85,50 @@ class BootLab:
                 os.chmod(dest, 0o644)
         self.pxed = start_pxed(self.lab, seg.srv, self.workdir, conf, args=pxed_args)
         units = generate(conf, self.workdir / "generated")
-        start_unit(self.lab, seg.srv, units["pxed-tftp.service"], self.workdir / "tftp.log")
+        self.tftp_log = DatagramSink(self.workdir / "tftp-syslog.sock")
+        start_unit(self.lab, seg.srv, units["pxed-tftp.service"], self.workdir / "tftp.log",
+                   syslog=self.tftp_log.path)
         start_unit(self.lab, seg.srv, units["pxed-http.service"], self.workdir / "http.log")
+
+    def pxed_events(self, vm: Vm) -> list[tuple[float, str, dict[str, str]]]:
+        """pxed's journal entries about this VM: (seconds since the VM started, stage, entry)."""
+        assert self.pxed is not None
+        return [(t - vm.started, e.get("PXE_STAGE", ""), e) for t, e in self.pxed.timed_entries()
+                if e.get("CLIENT_MAC") == vm.mac and e.get("PXE_STAGE")]
+
+    def tftp_events(self, vm: Vm) -> list[tuple[float, str]]:
+        """Files tftp-hpa served (its --verbose syslog lines): (seconds since the VM started, file)."""
+        assert self.tftp_log is not None
+        out = []
+        for t, m in zip(self.tftp_log.times, self.tftp_log.messages, strict=False):
+            line = m.decode(errors="replace")
+            if "RRQ from" in line and t >= vm.started:
+                out.append((t - vm.started, line.rsplit("filename ", 1)[-1].strip()))
+        return out
+
+    def timeline(self, vm: Vm) -> list[tuple[float, str]]:
+        """Boot milestones in order: pxed's answers (journal) and what the serial console showed."""
+        events = [(t, f"pxed: {stage} sent, boot file {e.get('BOOT_FILE')}") for t, stage, e in self.pxed_events(vm)]
+        tftp = self.tftp_events(vm)
+        if tftp:
+            events.append((tftp[0][0], f"tftp: {tftp[0][1]} requested"))
+        events += [(t, f"serial: {name}") for name, t in vm.seen.items()]
+        return sorted(events)
+
+    def router_advertisements(self) -> None:
+        """iPXE waits ~16 s for IPv6 autoconfiguration on a link without router advertisements.
+
+        radvd in the DHCP server's namespace advertises a ULA prefix and no default route,
+        as a real network's router would; without it the lab measures that wait, not pxed.
+        """
+        assert self.seg is not None
+        conf = self.workdir / "radvd.conf"
+        conf.write_text("interface lab0 {\n AdvSendAdvert on;\n MinRtrAdvInterval 3;\n MaxRtrAdvInterval 4;\n"
+                        " AdvDefaultLifetime 0;\n prefix fd77:77::/64 { };\n};\n")
+        self.seg.dhcp.sysctl("net.ipv6.conf.all.forwarding", "1")
+        self.lab.spawn(self.seg.dhcp, ["radvd", "--nodaemon", "-C", str(conf), "-p", str(self.workdir / "radvd.pid"),
+                                       "-m", "stderr"], stdout=subprocess.DEVNULL,
+                       stderr=open(self.workdir / "radvd.log", "wb"))
 
     def boot(self, firmware: str = "bios", *, mac: str | None = None) -> Vm:
         assert self.seg is not None, "start() first"

@@ -54,6 +54,7 @@ class DatagramSink:
         os.chmod(path, 0o666)
         self.sock.settimeout(0.2)
         self.messages: list[bytes] = []
+        self.times: list[float] = []  # time.monotonic() at arrival, comparable with Vm.started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -61,7 +62,9 @@ class DatagramSink:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.messages.append(self.sock.recv(1 << 20))
+                data = self.sock.recv(1 << 20)
+                self.times.append(time.monotonic())
+                self.messages.append(data)
             except TimeoutError:
                 continue
             except OSError:
@@ -87,6 +90,9 @@ class PxedProcess:
 
     def journal_entries(self) -> list[dict[str, str]]:
         return [parse_journal_datagram(m) for m in self.journal.messages]
+
+    def timed_entries(self) -> list[tuple[float, dict[str, str]]]:
+        return [(t, parse_journal_datagram(m)) for t, m in zip(self.journal.times, self.journal.messages, strict=False)]
 
     def entries_for(self, **match: str) -> list[dict[str, str]]:
         return [e for e in self.journal_entries() if all(e.get(k) == v for k, v in match.items())]

@@ -22,6 +22,7 @@ OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 NETBOOT_DIR = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 KERNEL = NETBOOT_DIR / "linux"
+_ANSI = re.compile(rb"\x1b(\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[=>78DEHMc])")
 INITRD = NETBOOT_DIR / "initrd.gz"
 
 
@@ -59,11 +60,16 @@ class Vm:
     mac: str
     seen: dict[str, float] = field(default_factory=dict)
 
-    def text(self) -> str:
+    def raw(self) -> bytes:
         try:
-            return self.serial.read_bytes().replace(b"\0", b"").decode(errors="replace")
+            return self.serial.read_bytes()
         except OSError:
-            return ""
+            return b""
+
+    def text(self) -> str:
+        """The serial console as plain text: NULs and terminal control sequences removed
+        (OVMF's console positions the cursor before every character)."""
+        return _ANSI.sub(b"", self.raw().replace(b"\0", b"")).decode(errors="replace")
 
     def wait(self, pattern: str, timeout: float, name: str | None = None) -> float:
         """Wait until the serial console matches `pattern`; return seconds since QEMU start."""
@@ -80,6 +86,26 @@ class Vm:
         tail = self.text()[-2000:]
         raise TimeoutError(f"{self.firmware} VM: no {pattern!r} on serial after {timeout:.0f}s "
                            f"(qemu rc={self.proc.poll()}); serial tail:\n{tail}")
+
+    def wait_after(self, anchor: str, pattern: str, timeout: float, name: str | None = None) -> float:
+        """Like wait(), but `pattern` must appear after the first match of `anchor`."""
+        rx_a, rx = re.compile(anchor), re.compile(pattern)
+
+        def after() -> bool:
+            text = self.text()
+            m = rx_a.search(text)
+            return bool(m and rx.search(text, m.end()))
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if after():
+                t = time.monotonic() - self.started
+                return self.seen.setdefault(name or pattern, t)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.firmware} VM: no {pattern!r} after {anchor!r} within {timeout:.0f}s; "
+                           f"serial tail:\n{self.text()[-2000:]}")
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -98,7 +124,7 @@ def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str =
     ]
     # BIOS: SeaBIOS has no PXE stack, the NIC's iPXE ROM is the PXE client.  UEFI: OVMF's own
     # network stack (EDK2 PxeBcDxe: the BINL offer, then the port-4011 request), no option ROM.
-    rom = ",romfile=" if firmware == "uefi" else ",romfile=efi-virtio.rom"
+    rom = ",romfile=" if firmware == "uefi" else ""
     argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac}{rom}"]
     if firmware == "bios":
         # SeaBIOS mirrors its console (and so iPXE's) to the serial port.

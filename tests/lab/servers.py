@@ -41,17 +41,27 @@ def unit_settings(text: str) -> dict[str, list[str]]:
     return out
 
 
-def command_of(unit_text: str, user: str = TEST_USER) -> list[str]:
-    """The setpriv + ExecStart argv that reproduces the unit's user and capabilities."""
+def command_of(unit_text: str, user: str = TEST_USER, syslog: Path | None = None) -> list[str]:
+    """The setpriv + ExecStart argv that reproduces the unit's user, capabilities and read-only paths.
+
+    With `syslog`, the process gets a private /dev (as PrivateDevices= gives) whose /dev/log is
+    that datagram socket, standing in for journald's syslog socket.
+    """
     s = unit_settings(unit_text)
     (exec_start,) = s["ExecStart"]
     unit_user = s.get("User", ["root"])[0]
     argv = [user if a == unit_user else a for a in shlex.split(exec_start)]
     caps = " ".join(s.get("AmbientCapabilities", [])).split()
     ro = " ".join(s.get("ReadOnlyPaths", [])).split()
-    if ro:  # as systemd does: a private mount namespace where these paths are read-only binds
+    if ro or syslog:  # as systemd does: a private mount namespace where these paths are read-only binds
         mounts = "; ".join(f"mount --bind {shlex.quote(p)} {shlex.quote(p)} && "
-                           f"mount -o remount,bind,ro {shlex.quote(p)}" for p in ro)
+                           f"mount -o remount,bind,ro {shlex.quote(p)}" for p in ro) or "true"
+        if syslog is not None:
+            olddev = "/run/pxed-lab-olddev"
+            mounts += (f"; mkdir -p {olddev}; mount --bind /dev {olddev}; mount -t tmpfs -o mode=755 tmpfs /dev; "
+                       f"for d in null zero full random urandom; do : > /dev/$d; mount --bind {olddev}/$d /dev/$d; "
+                       f"done; : > /dev/log; mount --bind {shlex.quote(os.fspath(syslog))} /dev/log; "
+                       f"umount {olddev}")
         argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"set -e; {mounts}; exec \"$@\"",
                 "sh", *command_of_user(argv, unit_user, user, caps)]
         return argv
@@ -69,8 +79,9 @@ def command_of_user(argv: list[str], unit_user: str, user: str, caps: list[str])
     return [*pre, "--", *argv]
 
 
-def start_unit(lab: Lab, ns: Netns, unit_text: str, log: Path, user: str = TEST_USER) -> subprocess.Popen[bytes]:
-    return lab.spawn(ns, command_of(unit_text, user), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+def start_unit(lab: Lab, ns: Netns, unit_text: str, log: Path, user: str = TEST_USER,
+               syslog: Path | None = None) -> subprocess.Popen[bytes]:
+    return lab.spawn(ns, command_of(unit_text, user, syslog), stdout=open(log, "wb"), stderr=subprocess.STDOUT)
 
 
 def world_readable_dir(prefix: str = "pxedlab.") -> Path:
