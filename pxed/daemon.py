@@ -48,8 +48,7 @@ class Sockets:
 
 
 class Daemon:
-    def __init__(self, config: Config, config_path: Path, *, bus_address: str | None = None,
-                 use_dbus: bool = True) -> None:
+    def __init__(self, config: Config, config_path: Path) -> None:
         from pxed.service import Service
         from pxed.tracker import ClientTracker
 
@@ -63,9 +62,6 @@ class Daemon:
         self.engine = ProxyEngine(BootPolicy.from_config(config))
         self.tracker = ClientTracker()
         self.service = Service(config, server_address=self.server_address)
-        self.bus_address = bus_address
-        self.use_dbus = use_dbus
-        self.dbus: object | None = None
         self.sockets: Sockets | None = None
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
@@ -84,18 +80,9 @@ class Daemon:
             return f"Waiting for an IPv4 address on {self.interface_name}"
         return f"Serving {self.interface_name} ({addr}); {self.engine.answered} clients answered"
 
-    def runtime(self) -> object:
-        from pxed.dbus.server import RuntimeStatus
-
-        addr = self.server_address()
-        return RuntimeStatus(interface=self.interface_name, address=str(addr) if addr else None,
-                             state=self.state, clients_answered=self.engine.answered)
-
     def _set_state(self, state: str) -> None:
         self.state = state
         self.notifier.status(self.status_line())
-        if self.dbus is not None:
-            self.dbus.runtime_changed()  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ packets
     def on_datagram(self, data: bytes, peer: Peer) -> None:
@@ -124,8 +111,6 @@ class Daemon:
                         "sent", ev.mac, ev.arch, ", iPXE" if ev.ipxe else "", ev.boot_file, extra=fields)
             now = time.time()
             self.tracker.record(ev.mac, ev.arch, str(ev.stage), ev.boot_file, now)
-            if self.dbus is not None:
-                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)  # type: ignore[attr-defined]
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
@@ -161,9 +146,6 @@ class Daemon:
             return
         except Exception:
             logger.exception("cannot write menus")
-            return
-        if self.dbus is not None:
-            self.dbus.menus_reloaded()  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ reload
     async def reload(self) -> None:
@@ -185,8 +167,6 @@ class Daemon:
             self.engine.policy = BootPolicy.from_config(config)
             await asyncio.to_thread(self._populate)
             await asyncio.to_thread(self.service.reload, config)
-            if self.dbus is not None:
-                self.dbus.menus_reloaded()  # type: ignore[attr-defined]
             self.state = prev
             logger.info("configuration reloaded from %s", ", ".join(map(str, config.sources)) or "defaults")
             self.notifier.ready(self.status_line())
@@ -242,20 +222,6 @@ class Daemon:
                                   hint="pxed.socket must listen on UDP 67 (dhcp) and 4011 (pxe)")
         return socks
 
-    async def start_dbus(self) -> None:
-        if not self.use_dbus:
-            return
-        from pxed.dbus.server import DBusServer
-
-        server = DBusServer(self.service, runtime=self.runtime,  # type: ignore[arg-type]
-                            tracker=self.tracker, reload=self.reload)
-        try:
-            await server.start(self.bus_address)
-        except Exception as e:  # no system bus (tests, rescue shells): keep serving DHCP
-            logger.warning("D-Bus API unavailable (%s); pxectl will not reach this daemon", e)
-            return
-        self.dbus = server
-
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -280,7 +246,6 @@ class Daemon:
             self._render_menus()
         for lst in self.sockets.listeners.values():
             lst.start(loop)
-        await self.start_dbus()
 
         logger.info("pxed %s started on %s (%s sockets)", __version__, self.interface_name,
                     "socket-activated" if self.sockets.activated else "own",
@@ -298,9 +263,6 @@ class Daemon:
         for lst in self.sockets.listeners.values():
             lst.stop()
         await self.monitor.stop()
-        if self.dbus is not None:
-            with contextlib.suppress(Exception):
-                await self.dbus.stop()  # type: ignore[attr-defined]
         return EX_OK
 
     async def _reload_quietly(self) -> None:
@@ -344,8 +306,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     p.add_argument("--dump-config", action="store_true", help="print the effective configuration and exit")
     p.add_argument("--json", action="store_true", help="with --dump-config: print JSON")
-    p.add_argument("--no-dbus", action="store_true", help="do not offer the D-Bus API")
-    p.add_argument("--bus-address", default=None, help="D-Bus address instead of the system bus (tests)")
     p.add_argument("--version", action="version", version=f"pxed {__version__}")
     return p
 
@@ -381,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", msg)
         return EX_CONFIG
     try:
-        daemon = Daemon(config, path, bus_address=args.bus_address, use_dbus=not args.no_dbus)
+        daemon = Daemon(config, path)
         return asyncio.run(daemon.run())
     except PxedError as e:
         print(f"pxed: {e}", file=sys.stderr)

@@ -38,7 +38,7 @@ def served(lab: Lab, segment: Segment, tmp_path: Path) -> Iterator[tuple[Segment
     need_tool("systemd-socket-activate", "dnsmasq")
     lab.dnsmasq_dhcp(segment, tmp_path)
     conf = write_config(tmp_path / "pxed.conf", tmp_path)
-    p = start_pxed(lab, segment.srv, tmp_path, conf, args=("--no-dbus",))
+    p = start_pxed(lab, segment.srv, tmp_path, conf)
     yield segment, p
     p.close()
 
@@ -100,7 +100,7 @@ def test_relayed_requests_need_allow_relay(lab: Lab, segment: Segment, tmp_path:
     need_tool("systemd-socket-activate")
     relay = ("--giaddr", "10.77.0.60", "--address", "10.77.0.60/24", "--server", "10.77.0.1")
     conf = write_config(tmp_path / "pxed.conf", tmp_path)
-    p = start_pxed(lab, segment.srv, tmp_path, conf, args=("--no-dbus",))
+    p = start_pxed(lab, segment.srv, tmp_path, conf)
     assert client(segment.cli, "bios", "52:54:00:00:00:0c", *relay)["offers"] == []
     conf.write_text(conf.read_text() + "[Network]\nAllowRelay=yes\n")
     os.kill(p.proc.pid, signal.SIGHUP)
@@ -120,7 +120,7 @@ def test_requests_on_another_interface_are_not_answered(lab: Lab, segment: Segme
     lab.veth(segment.srv, "lab1", other, "lab0")
     segment.srv.ip("addr", "add", "10.78.0.1/24", "dev", "lab1")
     conf = write_config(tmp_path / "pxed.conf", tmp_path)
-    p = start_pxed(lab, segment.srv, tmp_path, conf, args=("--no-dbus",))
+    p = start_pxed(lab, segment.srv, tmp_path, conf)
     assert client(other, "bios", "52:54:00:00:00:0d")["offers"] == []
     assert len(proxy_offers(client(segment.cli, "bios", "52:54:00:00:00:0d"))) == 1
     assert not p.entries_for(CLIENT_MAC="52:54:00:00:00:0d", PXE_STAGE="offer")[1:]
@@ -131,7 +131,7 @@ def test_follows_address_changes_without_restart(lab: Lab, segment: Segment, tmp
     need_tool("systemd-socket-activate")
     conf = write_config(tmp_path / "pxed.conf", tmp_path,
                         extra="[Entry k]\nKernel=k/linux\nInitrd=k/initrd\n")
-    p = start_pxed(lab, segment.srv, tmp_path, conf, args=("--no-dbus",))
+    p = start_pxed(lab, segment.srv, tmp_path, conf)
     menu = tmp_path / "boot/pxelinux.cfg/pxe.cfg"
     assert "LINUX http://10.77.0.1/k/linux" in menu.read_text()
     segment.srv.ip("addr", "del", "10.77.0.1/24", "dev", "lab0")
@@ -150,7 +150,7 @@ def test_follows_address_changes_without_restart(lab: Lab, segment: Segment, tmp
 def test_waits_for_an_interface_that_appears_later(lab: Lab, segment: Segment, tmp_path: Path) -> None:
     need_tool("systemd-socket-activate")
     conf = write_config(tmp_path / "pxed.conf", tmp_path, interface="late0")
-    p = start_pxed(lab, segment.srv, tmp_path, conf, args=("--no-dbus",))
+    p = start_pxed(lab, segment.srv, tmp_path, conf)
     assert "Waiting for interface late0" in p.wait_notified("READY=1")
     late = lab.netns("late")
     lab.veth(segment.srv, "late0", late, "lab0")

@@ -68,7 +68,7 @@ class BootLab:
     def boot_root(self) -> Path:
         return self.workdir / "boot"
 
-    def start(self, *, pxed_args: tuple[str, ...] = ("--no-dbus",)) -> None:
+    def start(self, *, pxed_args: tuple[str, ...] = ()) -> None:
         self.workdir.chmod(0o755)
         seg = self.seg = self.lab.segment()
         self.lab.dnsmasq_dhcp(seg, self.workdir)
