@@ -37,6 +37,7 @@ DEBIAN_ENTRY = (
 @dataclass
 class BootLab:
     workdir: Path
+    proxy: str = "pxed"  # or "dnsmasq": dnsmasq's proxy mode as the reference boot server
     extra_config: str = ""
     timeout: int = 20  # tenths of a second before the menu boots its default
     default: str = "debian"
@@ -83,7 +84,10 @@ class BootLab:
             if not dest.exists():
                 shutil.copyfile(src, dest)
                 os.chmod(dest, 0o644)
-        self.pxed = start_pxed(self.lab, seg.srv, self.workdir, conf, args=pxed_args)
+        if self.proxy == "pxed":
+            self.pxed = start_pxed(self.lab, seg.srv, self.workdir, conf, args=pxed_args)
+        else:
+            self.dnsmasq_proxy(conf)
         units = generate(conf, self.workdir / "generated")
         self.tftp_log = DatagramSink(self.workdir / "tftp-syslog.sock")
         start_unit(self.lab, seg.srv, units["pxed-tftp.service"], self.workdir / "tftp.log",
@@ -114,6 +118,27 @@ class BootLab:
             events.append((tftp[0][0], f"tftp: {tftp[0][1]} requested"))
         events += [(t, f"serial: {name}") for name, t in vm.seen.items()]
         return sorted(events)
+
+    def dnsmasq_proxy(self, conf: Path) -> None:
+        """The reference: the same boot tree and menus (rendered by pxed's own code, no daemon),
+        served by dnsmasq in proxy-DHCP mode with one PXE service per architecture."""
+        import ipaddress
+
+        from pxed.boottree import populate
+        from pxed.config import load_config
+        from pxed.service import Service
+
+        assert self.seg is not None
+        config = load_config(conf)
+        populate(config.boot_root)
+        Service(config, server_address=lambda: ipaddress.IPv4Address("10.77.0.1")).render_menus()
+        self.lab.spawn(self.seg.srv, [
+            "dnsmasq", "--keep-in-foreground", "--no-daemon", "--port=0", "--no-resolv", "--no-hosts",
+            "--bind-interfaces", "--interface=lab0", "--except-interface=lo", "--no-ping",
+            "--dhcp-range=10.77.0.0,proxy,255.255.255.0", "--log-dhcp",
+            "--pxe-service=x86PC,pxed,lpxelinux", "--pxe-service=X86-64_EFI,pxed,efi64/syslinux.efi",
+            "--pxe-service=BC_EFI,pxed,efi64/syslinux.efi", f"--pid-file={self.workdir / 'dnsmasq-proxy.pid'}",
+        ], stdout=subprocess.DEVNULL, stderr=open(self.workdir / "dnsmasq-proxy.log", "wb"))
 
     def router_advertisements(self) -> None:
         """iPXE waits ~16 s for IPv6 autoconfiguration on a link without router advertisements.
