@@ -155,10 +155,10 @@ class BootLab:
                                        "-m", "stderr"], stdout=subprocess.DEVNULL,
                        stderr=open(self.workdir / "radvd.log", "wb"))
 
-    def boot(self, firmware: str = "bios", *, mac: str | None = None) -> Vm:
+    def boot(self, firmware: str = "bios", *, mac: str | None = None, nic_rom: bool | None = None) -> Vm:
         assert self.seg is not None, "start() first"
         mac = mac or ("52:54:00:00:b1:05" if firmware == "bios" else "52:54:00:00:ef:64")
         vm = start_vm(self.lab, self.seg.sw, self.seg.bridge, self.workdir, firmware=firmware, mac=mac,
-                      name=f"{firmware}{len(self.vms)}")
+                      name=f"{firmware}{len(self.vms)}", nic_rom=nic_rom)
         self.vms.append(vm)
         return vm

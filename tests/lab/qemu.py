@@ -112,7 +112,8 @@ class Vm:
 
 
 def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str = "bios",
-             mac: str = "52:54:00:12:34:56", memory: int = 512, name: str = "vm") -> Vm:
+             mac: str = "52:54:00:12:34:56", memory: int = 512, name: str = "vm",
+             nic_rom: bool | None = None) -> Vm:
     """Boot a VM from the network on `bridge` (in namespace `sw`)."""
     tap = lab.tap(sw, bridge)
     serial = workdir / f"{name}-serial.log"
@@ -124,7 +125,9 @@ def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str =
     ]
     # BIOS: SeaBIOS has no PXE stack, the NIC's iPXE ROM is the PXE client.  UEFI: OVMF's own
     # network stack (EDK2 PxeBcDxe: the BINL offer, then the port-4011 request), no option ROM.
-    rom = ",romfile=" if firmware == "uefi" else ""
+    if nic_rom is None:
+        nic_rom = firmware == "bios"
+    rom = "" if nic_rom else ",romfile="
     argv += ["-device", f"virtio-net-pci,netdev=n0,mac={mac}{rom}"]
     if firmware == "bios":
         # SeaBIOS mirrors its console (and so iPXE's) to the serial port.
