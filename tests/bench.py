@@ -1,5 +1,7 @@
 """`make bench`: pxed against reference tools measured in the same run, reported as ratios.
 
+Proxy-DHCP load and cold start (tests/bench_dhcp.py): pxed vs dnsmasq's proxy mode.
+
 Network boot, power-on to the kernel's first line on the serial console (TCG or KVM,
 whatever the machine does), medians of interleaved runs:
   - BIOS and UEFI through pxed vs through dnsmasq's proxy mode, with the same tftp-hpa,
@@ -55,10 +57,21 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="BIOS only, one run (a smoke test)")
+    p.add_argument("--only", choices=("boot", "dhcp"), help="run only the network-boot or the DHCP-load part")
     args = p.parse_args(argv)
     if reason := can_run_lab():
         print(f"bench: {reason}", file=sys.stderr)
         return 1
+    ok = True
+    if args.only != "boot":
+        from tests import bench_dhcp
+
+        res = bench_dhcp.run(rates=(1000, 5000) if args.quick else (1000, 2000, 5000, 10000),
+                             duration=1.0 if args.quick else 3.0)
+        bench_dhcp.report(res)
+        print()
+    if args.only == "dhcp":
+        return 0
     runs = 1 if args.quick else args.runs
     print(f"== network boot, power-on to kernel start; QEMU {accelerator().upper()}, medians of {runs}")
     cases: dict[str, Callable[[], float]] = {
@@ -74,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     got = measure(runs, cases)
     med = {k: statistics.median(v) for k, v in got.items()}
     print("\n| boot | pxed s | dnsmasq s | pxed / dnsmasq | target |\n|---|---|---|---|---|")
-    ok = True
     for fw in ("bios", "uefi"):
         if f"{fw} pxed" in med:
             ratio = med[f"{fw} pxed"] / med[f"{fw} dnsmasq"]

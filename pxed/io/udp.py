@@ -136,7 +136,9 @@ class DatagramListener:
             ifindex = None
             for level, kind, cdata in ancdata:
                 if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= _PKTINFO.size:
-                    ifindex = _PKTINFO.unpack_from(cdata)[0]
+                    # 0: queued before IP_PKTINFO was enabled (the datagram that activated us
+                    # under systemd-socket-activate); the kernel reports no interface then.
+                    ifindex = _PKTINFO.unpack_from(cdata)[0] or None
             if ifindex is None:
                 # No packet info (the datagram queued before IP_PKTINFO was enabled, under
                 # systemd-socket-activate): trust the device binding, else drop.
