@@ -158,8 +158,8 @@ def cold_start(wd: Path, runs: int = 3) -> list[float]:
             conf = write_config(d / "pxed.conf", d)
             populate(d / "boot")  # an installed pxed has its boot tree from earlier runs
             start_pxed(lab, seg.srv, d, conf, debug=False, wait_ready=False)
-            srv = seg.srv
-            wait_for(lambda: ":67 " in srv.run(["ss", "-lun"]).stdout, 10, what="activator listening")
+            wait_for(lambda srv=seg.srv: ":67 " in srv.run(["ss", "-lun"]).stdout, 10,  # type: ignore[misc]
+                     what="activator listening")
             r = seg.cli.run([sys.executable, "-m", "tests.bench_dhcp", "--first-offer"], cwd=REPO)
             ms = json.loads(r.stdout)
             if ms is not None:
