@@ -52,10 +52,11 @@ def token(value: Any) -> str:
 
 
 def menu_text(value: Any, maxlen: int = 60) -> str:
-    text = " ".join(str(value).split()).replace("^", "")
-    if _CTRL.search(text) or "{{" in text or "{%" in text:
-        raise InvalidArgument(f"title is not printable single-line text: {text[:60]!r}")
-    return text[:maxlen]
+    """A title: one printable line (refused otherwise, never escaped); '^' (hotkey marker) dropped."""
+    raw = str(value)
+    if _CTRL.search(raw) or "{{" in raw or "{%" in raw or not raw.isprintable():
+        raise InvalidArgument(f"title is not printable single-line text: {raw[:60]!r}")
+    return " ".join(raw.split()).replace("^", "")[:maxlen]
 
 
 def cmdline(value: Any) -> str:
