@@ -9,7 +9,7 @@ Layout in the boot root::
     lpxelinux.0, ldlinux.c32, *.c32, memdisk     BIOS (option 210 prefix "/")
     efi64/syslinux.efi, efi64/ldlinux.e64, efi64/*.c32   x86-64 UEFI (prefix "efi64/")
     memtest/memtest.bin                            memtest86+ for BIOS, when installed
-    hdt/pci.ids                                    PCI names for HDT, when installed
+    hdt/pci.ids, hdt/modules.alias                 PCI names and driver aliases for HDT, when installed
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ class MenuExtras:
     memtest: str | None = None  # path relative to the boot root
     hdt: bool = False
     pciids: str | None = None
+    modalias: str | None = None
     efi64: bool = False
 
 
@@ -141,14 +142,24 @@ def populate(boot_root: Path, *, system_root: Path = Path("/"), efi64: bool = Tr
     pci = _find(PCI_IDS, system_root)
     if pci is not None:
         put(pci, "hdt/pci.ids")
+    alias = _modalias(system_root)
+    if alias is not None:
+        put(alias, "hdt/modules.alias")
     if changed:
         logger.info("boot tree %s: installed %d file(s)", boot_root, len(changed))
     return MenuExtras(
         memtest="memtest/memtest.bin" if memtest is not None else None,
         hdt=(boot_root / "hdt.c32").exists(),
         pciids="hdt/pci.ids" if pci is not None else None,
+        modalias="hdt/modules.alias" if alias is not None else None,
         efi64=have_efi,
     )
+
+
+def _modalias(root: Path) -> Path | None:
+    """The newest installed kernel's modules.alias (HDT maps PCI ids to driver names with it)."""
+    found = sorted((root / "lib/modules").glob("*/modules.alias"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
 
 
 def extras_of(boot_root: Path) -> MenuExtras:
@@ -157,6 +168,7 @@ def extras_of(boot_root: Path) -> MenuExtras:
         memtest="memtest/memtest.bin" if (boot_root / "memtest/memtest.bin").exists() else None,
         hdt=(boot_root / "hdt.c32").exists(),
         pciids="hdt/pci.ids" if (boot_root / "hdt/pci.ids").exists() else None,
+        modalias="hdt/modules.alias" if (boot_root / "hdt/modules.alias").exists() else None,
         efi64=(boot_root / "efi64/syslinux.efi").exists(),
     )
 

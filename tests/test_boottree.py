@@ -15,7 +15,8 @@ def fake_root(root: Path, layout: str) -> Path:
     """A system tree with syslinux laid out as Debian's or Arch's packages do (dummy bytes)."""
     if layout == "debian":
         files = ["usr/lib/PXELINUX/lpxelinux.0", "usr/lib/syslinux/memdisk",
-                 "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "boot/memtest86+x64.bin", "usr/share/misc/pci.ids"]
+                 "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "boot/memtest86+x64.bin", "usr/share/misc/pci.ids",
+                 "lib/modules/6.1.0-9-amd64/modules.alias"]
         files += [f"usr/lib/syslinux/modules/bios/{m}" for m in (*REQUIRED_BIOS_MODULES, "hdt.c32")]
         files += [f"usr/lib/syslinux/modules/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
     else:
@@ -41,6 +42,7 @@ def test_populate_from_distro_layouts(tmp_path: Path, layout: str) -> None:
     assert oct((boot / "lpxelinux.0").stat().st_mode & 0o777) == "0o644"
     assert extras == extras_of(boot)
     assert (extras.memtest is not None) == (layout == "debian") and extras.efi64
+    assert (extras.modalias == "hdt/modules.alias") == (layout == "debian")
 
 
 def test_populate_is_idempotent(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from pxed.model import BootEntry
 
 GOLDEN = Path(__file__).parent / "data" / "menu"
 SERVER = ipaddress.IPv4Address("10.77.0.1")
-EXTRAS = MenuExtras(memtest="memtest/memtest.bin", hdt=True, pciids="hdt/pci.ids", efi64=True)
+EXTRAS = MenuExtras(memtest="memtest/memtest.bin", hdt=True, pciids="hdt/pci.ids", modalias="hdt/modules.alias",
+                    efi64=True)
 SEED_CONF = """\
 [Network]
 Interface=eno1
