@@ -24,6 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pxed.boottree import MenuExtras
 from pxed.config import ID_RE, Config
 from pxed.errors import InvalidArgument
+from pxed.fsutil import atomic_write
 from pxed.model import BootEntry, Firmware
 
 TEMPLATE_DIR = Path("/etc/pxed/templates")
@@ -121,19 +122,4 @@ def write_menus(boot_root: Path, files: Mapping[str, str]) -> None:
     for rel, text in files.items():
         dest = boot_root / rel
         dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        dfd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        atomic_write(dest, text.encode())

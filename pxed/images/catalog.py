@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 from pxed.config import ID_RE, parse_title
 from pxed.errors import PxedError
+from pxed.fsutil import atomic_write
 from pxed.model import BootEntry
 
 FORMAT_VERSION = 1
@@ -151,29 +151,6 @@ def dumps(records: Iterable[ImageRecord]) -> str:
     if loads(text) != recs:  # validated on write with the code that loads it
         raise CatalogError("catalog does not round-trip")
     return text
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 class Catalog:
