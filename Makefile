@@ -5,10 +5,48 @@ PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 PYTEST_ARGS ?=
 
-.PHONY: all check deps deps-apt deps-pip test test-unit test-integration lint typecheck demo bench clean
+# Installation directories (all overridable; systemd's from pkg-config, with fallbacks).
+DESTDIR ?=
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+DATADIR ?= $(PREFIX)/share
+PKG_CONFIG ?= pkg-config
+systemd_var = $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) --variable=$(1) systemd 2>/dev/null),$(2))
+UNITDIR ?= $(call systemd_var,systemdsystemunitdir,$(PREFIX)/lib/systemd/system)
+GENERATORDIR ?= $(call systemd_var,systemdsystemgeneratordir,$(PREFIX)/lib/systemd/system-generators)
+SYSUSERSDIR ?= $(call systemd_var,sysusersdir,$(PREFIX)/lib/sysusers.d)
+TMPFILESDIR ?= $(call systemd_var,tmpfilesdir,$(PREFIX)/lib/tmpfiles.d)
+NOBUILD ?=
+WHEEL = dist/pxed-$(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')-py3-none-any.whl
 
-all:
-	$(PYTHON) -m pip wheel --no-deps --no-build-isolation -w dist .
+.PHONY: all wheel install install-python install-data check deps deps-apt deps-pip test test-unit \
+	test-integration lint typecheck demo bench clean
+
+all: wheel
+
+wheel:
+	$(PYTHON) -m build --wheel --no-isolation --outdir dist .
+
+## make install: everything under $(DESTDIR); never runs systemctl (enable pxed.socket yourself,
+## or let the distro package's preset/postinst do it).  NOBUILD=1 installs an existing wheel.
+install: install-python install-data
+
+install-python: $(if $(NOBUILD),,wheel)
+	$(PYTHON) -m installer --destdir="$(DESTDIR)" --prefix="$(PREFIX)" $(WHEEL)
+
+install-data:
+	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(GENERATORDIR)" "$(DESTDIR)$(SYSUSERSDIR)" \
+		"$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(SYSCONFDIR)/pxed/pxed.conf.d"
+	for u in units/pxed.socket units/pxed-pxe.socket units/pxed.service; do \
+		sed 's|^ExecStart=/usr/bin/pxed|ExecStart=$(BINDIR)/pxed|' $$u > "$(DESTDIR)$(UNITDIR)/$${u#units/}"; \
+		chmod 644 "$(DESTDIR)$(UNITDIR)/$${u#units/}"; \
+	done
+	ln -sf "$(BINDIR)/pxed-generator" "$(DESTDIR)$(GENERATORDIR)/pxed-generator"
+	install -pm 644 packaging/sysusers.d/pxed.conf "$(DESTDIR)$(SYSUSERSDIR)/pxed.conf"
+	install -pm 644 packaging/tmpfiles.d/pxed.conf "$(DESTDIR)$(TMPFILESDIR)/pxed.conf"
+	test -e "$(DESTDIR)$(SYSCONFDIR)/pxed/pxed.conf" || \
+		install -pm 644 etc/pxed/pxed.conf "$(DESTDIR)$(SYSCONFDIR)/pxed/pxed.conf"
 
 ## Install everything the tests, demo and benchmarks need (apt-get + pip).
 deps:
