@@ -23,7 +23,7 @@ from pathlib import Path
 from pxed import __version__
 from pxed.config import Config, default_config_path, load_config
 from pxed.dhcp.proxy import Answered, BootPolicy, Decision, Listener, Peer, ProxyEngine
-from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, PxedError
+from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, PxedError, SocketError
 from pxed.io import udp
 from pxed.io.netlink import InterfaceMonitor
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
@@ -50,7 +50,6 @@ class Sockets:
 class Daemon:
     def __init__(self, config: Config, config_path: Path) -> None:
         from pxed.service import Service
-        from pxed.tracker import ClientTracker
 
         assert config.interface is not None
         self.config = config
@@ -60,13 +59,11 @@ class Daemon:
         self.iface: InterfaceInfo | None = None
         self.notifier = Notifier()
         self.engine = ProxyEngine(BootPolicy.from_config(config))
-        self.tracker = ClientTracker()
         self.service = Service(config, server_address=self.server_address)
         self.sockets: Sockets | None = None
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self._menu_address: ipaddress.IPv4Address | None = None
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
@@ -109,8 +106,6 @@ class Daemon:
             }
             logger.info("%s %s to %s (arch %d%s): boot file %s", "Proxy offer" if ev.stage == "offer" else "PXE ack",
                         "sent", ev.mac, ev.arch, ", iPXE" if ev.ipxe else "", ev.boot_file, extra=fields)
-            now = time.time()
-            self.tracker.record(ev.mac, ev.arch, str(ev.stage), ev.boot_file, now)
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
@@ -140,7 +135,6 @@ class Daemon:
             return
         try:
             self.service.render_menus()
-            self._menu_address = self.server_address()
         except PxedError as e:
             logger.error("cannot write menus: %s", e)
             return
@@ -212,13 +206,13 @@ class Daemon:
                 listener = Listener(name) if name in {x.value for x in Listener} else by_port.get(port)
                 if listener is None or listener in socks:
                     s.detach()
-                    raise udp.SocketError(
+                    raise SocketError(
                         f"cannot tell what passed socket fd {fd} (name {name!r}, port {port}) is for",
                         hint="pxed.socket passes UDP 67 and 4011, named dhcp and pxe; see pxed(8)")
                 socks[listener] = s
         missing = [x.value for x in Listener if x not in socks]
         if missing:
-            raise udp.SocketError(f"socket activation passed no {' or '.join(missing)} socket",
+            raise SocketError(f"socket activation passed no {' or '.join(missing)} socket",
                                   hint="pxed.socket must listen on UDP 67 (dhcp) and 4011 (pxe)")
         return socks
 

@@ -155,6 +155,20 @@ class ImageIOError(ImageError):
     exit_code = EX_IOERR
 
 
+class SocketError(PxedError):
+    """The UDP sockets could not be bound or are not what pxed.socket should pass."""
+
+    dbus_name = "SocketError"
+    exit_code = EX_OSERR
+
+
+class CatalogError(PxedError):
+    """The image catalog on disk is invalid (or a record would make it so)."""
+
+    dbus_name = "CatalogCorrupt"
+    exit_code = EX_DATAERR
+
+
 class ToolError(PxedError):
     """A required external program or installed file is missing or failed."""
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ClientArch(enum.IntEnum):
@@ -74,33 +73,6 @@ class PxeStage(enum.StrEnum):
     ACK = "ack"
 
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-
-
-@dataclass(frozen=True, slots=True)
-class MacAddress:
-    """An Ethernet address, normalised to lower-case colon form."""
-
-    value: str
-
-    def __post_init__(self) -> None:
-        if not _MAC_RE.match(self.value):
-            raise ValueError(f"not a MAC address: {self.value!r}")
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> MacAddress:
-        if len(raw) != 6:
-            raise ValueError(f"a MAC address has 6 bytes, not {len(raw)}")
-        return cls(":".join(f"{b:02x}" for b in raw))
-
-    @classmethod
-    def parse(cls, text: str) -> MacAddress:
-        return cls(text.strip().lower().replace("-", ":"))
-
-    def __str__(self) -> str:
-        return self.value
-
-
 @dataclass(frozen=True, slots=True)
 class InterfaceInfo:
     """A snapshot of the served interface, as netlink reports it."""
@@ -137,4 +109,3 @@ class BootEntry:
     append: str = ""
     sysappend: int | None = None
     kind: str = "linux"  # "linux" or "memdisk"
-    extra: tuple[tuple[str, str], ...] = field(default=())

@@ -24,13 +24,7 @@ from pxed.model import BootEntry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detection", "ImageRecord", "ImageState", "ImportOptions", "RecoveryReport", "Service"]
-
-
-@dataclass(frozen=True, slots=True)
-class ImportOptions:
-    title: str | None = None
-    memdisk: bool | None = None  # None: config.image_memdisk
+__all__ = ["Detection", "ImageRecord", "ImageState", "RecoveryReport", "Service"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +118,3 @@ class Service:
             self._catalog = Catalog(config.state_dir)
             self._images = self._catalog.load()
             self.render_menus()
-
-    # ------------------------------------------------------------ catalog updates (used by import/remove)
-    def _commit(self, records: list[ImageRecord]) -> None:
-        self._catalog.save(records)
-        self._images = tuple(records)

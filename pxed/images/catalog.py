@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from pxed.config import ID_RE, parse_title
-from pxed.errors import PxedError
+from pxed.errors import CatalogError
 from pxed.fsutil import atomic_write
 from pxed.model import BootEntry
 
 FORMAT_VERSION = 1
 SERVER_PLACEHOLDER = "{server}"
-
-
-class CatalogError(PxedError):
-    dbus_name = "CatalogCorrupt"
 
 
 class ImageState(enum.StrEnum):

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 
 from pxed.dhcp.proxy import Listener, Outgoing, Peer
-from pxed.errors import PxedError
+from pxed.errors import SocketError
 
 logger = logging.getLogger(__name__)
 
@@ -27,10 +27,6 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr;}
 MAX_DATAGRAM = 4096
 PORTS = {Listener.DHCP: 67, Listener.PXE: 4011}
-
-
-class SocketError(PxedError):
-    dbus_name = "SocketError"
 
 
 def bound_device(sock: socket.socket) -> str | None:
