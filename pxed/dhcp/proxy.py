@@ -100,7 +100,11 @@ class Decision:
 
 
 def is_ipxe_binary(path: str) -> bool:
-    return bool(_IPXE_BINARY.search(path))
+    """An iPXE build (ipxe.efi, undionly.kpxe, snponly.efi, ipxe.lkrn, ...): never hand one to iPXE (G11).
+
+    An iPXE *script* (``*.ipxe``, e.g. ``boot.ipxe``) is what iPXE should get, so it does not count.
+    """
+    return not path.lower().endswith(".ipxe") and bool(_IPXE_BINARY.search(path))
 
 
 def http_url(server: ipaddress.IPv4Address, port: int, path: str) -> str:
@@ -138,6 +142,14 @@ def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy)
     firmware = req.firmware
     if firmware is None:
         return _ignore(f"unsupported client architecture {req.arch}", req, notable=True)
+    # UEFI HTTP Boot is arch 15/16/19 *and* option 60 HTTPClient; a mix of the two is not
+    # something pxed can answer correctly either way (EDK2 drops offers with the wrong 60).
+    if firmware.is_http != req.http:
+        return _ignore(f"option 60 {req.vendor[:32]!r} does not fit HTTP-boot arch {req.arch}" if firmware.is_http
+                       else f"HTTPClient with arch {req.arch}, which is not an HTTP-boot architecture",
+                       req, notable=True)
+    if req.http and on_pxe_port:
+        return _ignore("UEFI HTTP Boot clients are not answered on port 4011", req)
     if req.ipxe and policy.ipxe_boot_file:
         boot_file = policy.ipxe_boot_file
     else:
@@ -163,7 +175,7 @@ def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy)
         options.append((Opt.CLIENT_GUID, req.guid))
     file = b""
     sname = b""
-    if firmware.is_http or req.http:
+    if req.http:
         file = http_url(server, policy.http_port, boot_file).encode()
     else:
         sname = str(server).encode()

@@ -22,6 +22,47 @@ def test_round_trip_keeps_every_option_byte_for_byte() -> None:
     assert encode(p, pad_to=0) == raw
 
 
+def _wire(op: int, xid: int, mac: bytes, *, flags: int = 0, ciaddr: str = "0.0.0.0", siaddr: str = "0.0.0.0",
+          sname: bytes = b"", file: bytes = b"", options: bytes = b"\xff") -> bytes:
+    """Hand-assembled BOOTP bytes, independent of the codec under test."""
+    ip4 = ipaddress.IPv4Address
+    return (bytes([op, 1, len(mac), 0]) + xid.to_bytes(4, "big") + b"\0\0" + flags.to_bytes(2, "big")
+            + ip4(ciaddr).packed + bytes(4) + ip4(siaddr).packed + bytes(4)
+            + mac.ljust(16, b"\0") + sname.ljust(64, b"\0") + file.ljust(128, b"\0") + MAGIC + options)
+
+
+MAC6 = bytes.fromhex("525400123456")
+ZERO4 = ipaddress.IPv4Address(0)
+TABLE: list[tuple[str, bytes, Packet]] = [
+    ("bios-discover",
+     _wire(1, 0xDEADBEEF, MAC6, flags=0x8000,
+           options=bytes([53, 1, 1, 93, 2, 0, 0, 60, 9]) + b"PXEClient" + b"\xff"),
+     Packet(op=1, xid=0xDEADBEEF, chaddr=MAC6, flags=0x8000).with_options(
+         [(53, b"\x01"), (93, b"\x00\x00"), (60, b"PXEClient")])),
+    ("proxy-ack-4011",
+     _wire(2, 7, MAC6, ciaddr="10.77.0.50", siaddr="10.77.0.1", sname=b"10.77.0.1", file=b"efi64/syslinux.efi",
+           options=bytes([53, 1, 5, 54, 4, 10, 77, 0, 1, 43, 7, 71, 4, 0x80, 0, 0, 0, 255]) + b"\xff"),
+     Packet(op=2, xid=7, chaddr=MAC6, ciaddr=ipaddress.IPv4Address("10.77.0.50"),
+            siaddr=ipaddress.IPv4Address("10.77.0.1"), sname=b"10.77.0.1", file=b"efi64/syslinux.efi").with_options(
+         [(53, b"\x05"), (54, bytes([10, 77, 0, 1])), (43, bytes([71, 4, 0x80, 0, 0, 0, 255]))])),
+    ("no-options", _wire(1, 1, MAC6), Packet(op=1, xid=1, chaddr=MAC6)),
+    ("short-hlen", _wire(1, 2, b"\xaa\xbb"), Packet(op=1, xid=2, chaddr=b"\xaa\xbb")),
+]
+
+
+@pytest.mark.parametrize("raw,packet", [(r, p) for _, r, p in TABLE], ids=[n for n, _, _ in TABLE])
+def test_bytes_packet_table_both_ways(raw: bytes, packet: Packet) -> None:
+    assert parse(raw) == packet
+    assert encode(packet, pad_to=0) == raw
+    assert parse(raw).ciaddr == packet.ciaddr and packet.yiaddr == ZERO4
+
+
+def test_repeated_options_are_concatenated_on_parse() -> None:
+    raw = _wire(1, 3, MAC6, options=bytes([77, 2]) + b"iP" + bytes([53, 1, 1, 77, 2]) + b"XE" + b"\xff")
+    p = parse(raw)
+    assert p.opt(77) == b"iPXE" and p.option_order == (77, 53)
+
+
 def test_dpkt_oracle_reads_our_encoding() -> None:
     dpkt = pytest.importorskip("dpkt")
     p = Packet(op=2, xid=7, chaddr=b"\x52\x54\0\0\0\1", siaddr=ipaddress.IPv4Address("10.77.0.1"),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import dpkt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -73,6 +74,35 @@ CASES = [
         {**DEFAULT_BOOT_FILES, Firmware.EFI32: "efi32/syslinux.efi"})), reply="OFFER", file=""),
     Case("http-boot", b("http64"), reply="OFFER", file="http://10.77.0.1:8080/efi64/syslinux.efi",
          vendor=b"HTTPClient", opt43={}),
+    Case("http-boot-relayed-allowed", b("http64", giaddr=ipaddress.IPv4Address("10.9.0.1")),
+         policy=pol(allow_relay=True), reply="OFFER", file="http://10.77.0.1:8080/efi64/syslinux.efi",
+         vendor=b"HTTPClient", dest=("10.9.0.1", 67)),
+    Case("http-boot-port-80-has-no-port", b("http64"), policy=pol(http_port=80), reply="OFFER",
+         file="http://10.77.0.1/efi64/syslinux.efi", vendor=b"HTTPClient"),
+    Case("httpclient-with-pxe-arch-ignored", b("http-arch7"), reason="not an HTTP-boot architecture"),
+    Case("http-arch-with-pxeclient-ignored", b("pxe-arch16"), reason="does not fit HTTP-boot arch 16"),
+    Case("http-boot-not-on-4011", b("http64", mtype=REQ, ciaddr=CLIENT), peer=PXE_PEER,
+         reason="not answered on port 4011"),
+    Case("arm64-binl-offer", b("arm64"), policy=pol(boot_files=MappingProxyType(
+        {**DEFAULT_BOOT_FILES, Firmware.ARM64: "arm64/grubaa64.efi"})), reply="OFFER", file="", opt43={}),
+    Case("arm64-ack-path-prefix", b("arm64", mtype=REQ, ciaddr=CLIENT), peer=PXE_PEER, policy=pol(
+        boot_files=MappingProxyType({**DEFAULT_BOOT_FILES, Firmware.ARM64: "arm64/grubaa64.efi"})),
+         reply="ACK", file="arm64/grubaa64.efi"),
+    Case("unknown-arch-ignored", b("arch-itanium"), reason="unsupported client architecture 2"),
+    Case("custom-vendor-class-echoed", b("huawei"), policy=pol(vendor_classes=("HW-Client",)), reply="OFFER",
+         file="lpxelinux.0", vendor=b"HW-Client"),
+    Case("custom-vendor-class-not-configured", b("huawei"), reason="not a PXE client"),
+    Case("odd-length-93-ignored", b("bios", arch_raw=b"\x00\x00\x07"), reason="option 93 has 3 bytes"),
+    Case("inform-on-4011-answered", b("efi64", mtype=MessageType.INFORM, ciaddr=CLIENT), peer=PXE_PEER,
+         reply="ACK", file="efi64/syslinux.efi"),
+    Case("ipxe-efi-with-snponly-refused", b("ipxe-efi"), policy=pol(boot_files=MappingProxyType(
+        {**DEFAULT_BOOT_FILES, Firmware.EFI64: "efi64/snponly.efi"})), reason="chain-load it again"),
+    Case("ipxe-boot-file-root-prefix", b("ipxe"), policy=pol(ipxe_boot_file="menu.ipxe"), reply="OFFER",
+         file="menu.ipxe"),
+    Case("ipxe-script-is-not-a-binary", b("ipxe-efi"), policy=pol(ipxe_boot_file="scripts/boot.ipxe"),
+         reply="OFFER", file="scripts/boot.ipxe"),
+    Case("ipxe-lkrn-refused", b("ipxe"), policy=pol(ipxe_boot_file="ipxe.lkrn"), reason="chain-load it again"),
+    Case("bootreply-ignored", b("bios", op=2), reason="not a BOOTREQUEST"),
     Case("ipxe-bare-user-class", b("ipxe"), reply="OFFER", file="lpxelinux.0", opt43={6: b"\x08"}),
     Case("ipxe-rfc3004-user-class", b("ipxe-rfc3004"), reply="OFFER", file="lpxelinux.0"),
     Case("ipxe-efi-gets-file-in-offer", b("ipxe-efi"), reply="OFFER", file="efi64/syslinux.efi"),
@@ -134,6 +164,8 @@ def test_decision_table(case: Case) -> None:
             head = rep.file.rpartition(b"/")[0]
             assert rep.opt(210) == (head + b"/" if head else b"/")
     assert 52 not in rep.options
+    oracle = dpkt.dhcp.DHCP(raw)  # an independent decoder sees the same reply
+    assert dict(oracle.opts) == dict(rep.options) and oracle.xid == rep.xid and oracle.siaddr == int(SERVER)
 
 
 def test_uuid_is_reported_in_smbios_order() -> None:

@@ -5,9 +5,11 @@ Run inside a lab namespace::
     ip netns exec NS python3 -m tests.lab.pxeclient --kind efi64 --mac 52:54:00:00:00:07 --json
 
 It broadcasts a DISCOVER from UDP 68 through ``--interface`` (default lab0) and
-collects every OFFER for ``--wait`` seconds.  With ``--kind`` of a UEFI kind and a
-proxy offer received, it then sends the REQUEST to the proxy's port 4011 the way EDK2
-does (which needs an address: ``--address`` is added to the interface for that).
+collects every OFFER for ``--wait`` seconds.  With ``--request-4011`` and a proxy
+offer received, it then sends the REQUEST to the proxy's port 4011 the way EDK2 does
+(which needs an address: ``--address`` is added to the interface for that, and removed
+afterwards).  ``--replay FILE`` sends a captured firmware packet (tests/data/dhcp/*.bin)
+instead of a built one, with the MAC and xid replaced.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import struct
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from pxed.dhcp.options import MessageType, Opt, PxeSub, decode_tlv
@@ -41,6 +44,10 @@ KINDS: dict[str, dict[str, Any]] = {
     "ipxe": {"arch": 0, "vendor": b"PXEClient:Arch:00000:UNDI:002001", "user_class": b"iPXE"},
     "ipxe-rfc3004": {"arch": 0, "vendor": b"PXEClient:Arch:00000:UNDI:002001", "user_class": b"\x04iPXE"},
     "ipxe-efi": {"arch": 7, "vendor": b"PXEClient:Arch:00007:UNDI:003010", "user_class": b"iPXE"},
+    "http-arch7": {"arch": 7, "vendor": b"HTTPClient:Arch:00007:UNDI:003001"},
+    "pxe-arch16": {"arch": 16, "vendor": b"PXEClient:Arch:00016:UNDI:003001"},
+    "arch-itanium": {"arch": 2, "vendor": b"PXEClient:Arch:00002:UNDI:003016"},
+    "huawei": {"arch": 0, "vendor": b"HW-Client"},
     "nonpxe": {"arch": None, "vendor": b"MSFT 5.0"},
     "no93": {"arch": None, "vendor": b"PXEClient:Arch:00000:UNDI:002001"},
 }
@@ -49,14 +56,16 @@ GUID = bytes([0]) + bytes(range(1, 17))
 
 def build(kind: str, mac: bytes, xid: int, *, mtype: MessageType = MessageType.DISCOVER,
           ciaddr: ipaddress.IPv4Address | None = None, giaddr: ipaddress.IPv4Address | None = None,
-          guid: bool = True, boot_item: bytes | None = None) -> bytes:
+          guid: bool = True, boot_item: bytes | None = None, arch_raw: bytes | None = None,
+          op: int = BOOTREQUEST) -> bytes:
+    """The packet a client of `kind` sends (option order and contents modelled on EDK2/iPXE)."""
     spec = KINDS[kind]
     opts: list[tuple[int, bytes]] = [(Opt.MESSAGE_TYPE, bytes((mtype,))),
                                      (Opt.PARAMETER_LIST, bytes([1, 3, 43, 60, 66, 67, 97, 128, 209, 210])),
                                      (Opt.MAX_MESSAGE_SIZE, struct.pack("!H", 1464))]
     opts.append((Opt.VENDOR_CLASS, spec["vendor"]))
     if spec["arch"] is not None:
-        opts.append((Opt.CLIENT_ARCH, struct.pack("!H", spec["arch"])))
+        opts.append((Opt.CLIENT_ARCH, arch_raw if arch_raw is not None else struct.pack("!H", spec["arch"])))
         opts.append((Opt.CLIENT_NDI, b"\x01\x03\x10"))
     if guid:
         opts.append((Opt.CLIENT_GUID, GUID))
@@ -65,9 +74,22 @@ def build(kind: str, mac: bytes, xid: int, *, mtype: MessageType = MessageType.D
     if boot_item is not None:
         opts.append((Opt.VENDOR_SPECIFIC, bytes((PxeSub.BOOT_ITEM, 4)) + boot_item + b"\xff"))
     zero = ipaddress.IPv4Address(0)
-    p = Packet(op=BOOTREQUEST, xid=xid, chaddr=mac, flags=FLAG_BROADCAST, ciaddr=ciaddr or zero,
+    p = Packet(op=op, xid=xid, chaddr=mac, flags=FLAG_BROADCAST, ciaddr=ciaddr or zero,
                giaddr=giaddr or zero).with_options(opts)
     return encode(p, pad_to=0)
+
+
+def replay(raw: bytes, mac: bytes, xid: int, *, mtype: MessageType | None = None,
+           ciaddr: ipaddress.IPv4Address | None = None) -> bytes:
+    """A captured client packet with a fresh MAC and xid (and optionally another type/ciaddr)."""
+    p = parse(raw)
+    opts = [(c, p.options[c]) for c in p.option_order]
+    if mtype is not None:
+        opts = [(c, bytes((mtype,)) if c == Opt.MESSAGE_TYPE else v) for c, v in opts]
+    if Opt.CLIENT_ID in p.options and p.options[Opt.CLIENT_ID][:1] == b"\x01":
+        opts = [(c, b"\x01" + mac if c == Opt.CLIENT_ID else v) for c, v in opts]
+    p = replace(p, xid=xid, chaddr=mac, ciaddr=ciaddr if ciaddr is not None else p.ciaddr)
+    return encode(p.with_options(opts), pad_to=0)
 
 
 def describe(p: Packet, src: tuple[str, int], size: int) -> dict[str, Any]:
@@ -90,7 +112,7 @@ def describe(p: Packet, src: tuple[str, int], size: int) -> dict[str, Any]:
 class Client:
     interface: str = "lab0"
 
-    def socket(self, port: int, address: str = "0.0.0.0") -> socket.socket:
+    def open(self, port: int, address: str = "0.0.0.0") -> socket.socket:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
@@ -122,8 +144,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cl = Client(args.interface)
     result: dict[str, Any] = {"xid": xid, "offers": [], "acks": []}
     giaddr = ipaddress.IPv4Address(args.giaddr) if args.giaddr else None
-    with cl.socket(67 if giaddr else 68, args.address.split("/")[0] if giaddr and args.address else "0.0.0.0") as s:
-        pkt = build(args.kind, mac, xid, giaddr=giaddr, guid=not args.no_guid)
+    with cl.open(67 if giaddr else 68, args.address.split("/")[0] if giaddr and args.address else "0.0.0.0") as s:
+        if args.replay:
+            pkt = replay(Path(args.replay).read_bytes(), mac, xid, mtype=MessageType.DISCOVER)
+        else:
+            pkt = build(args.kind, mac, xid, giaddr=giaddr, guid=not args.no_guid)
         dest = (args.server, 67) if giaddr else ("255.255.255.255", 67)
         s.sendto(pkt, dest)
         result["offers"] = cl.collect(s, xid, args.wait)
@@ -138,10 +163,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 added = True
             try:
                 ip = args.address.split("/")[0] if args.address else "0.0.0.0"
-                with cl.socket(0, ip) as s2:
+                with cl.open(0, ip) as s2:
                     item = bytes.fromhex(args.boot_item) if args.boot_item else None
-                    req = build(args.kind, mac, xid, mtype=MessageType.REQUEST,
-                                ciaddr=ipaddress.IPv4Address(ip), boot_item=item, guid=not args.no_guid)
+                    if args.replay:
+                        req = replay(Path(args.replay).read_bytes(), mac, xid, mtype=MessageType.REQUEST,
+                                     ciaddr=ipaddress.IPv4Address(ip))
+                    else:
+                        req = build(args.kind, mac, xid, mtype=MessageType.REQUEST,
+                                    ciaddr=ipaddress.IPv4Address(ip), boot_item=item, guid=not args.no_guid)
                     s2.sendto(req, (target, 4011))
                     result["acks"] = cl.collect(s2, xid, args.wait)
             finally:
@@ -163,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--giaddr", help="act as a relay agent with this giaddr (send unicast to --server:67)")
     p.add_argument("--boot-item", help="43.71 boot item to send in the 4011 request, hex (4 bytes)")
     p.add_argument("--no-guid", action="store_true", help="leave out option 97")
+    p.add_argument("--replay", help="send this captured client packet (.bin) with --mac and a fresh xid")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.giaddr and args.address:
