@@ -21,7 +21,7 @@ NOBUILD ?=
 WHEEL = dist/pxed-$(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')-py3-none-any.whl
 
 .PHONY: all wheel install install-python install-data check deps deps-apt deps-pip test test-unit \
-	test-integration lint typecheck demo bench clean
+	test-integration test-floor lint typecheck demo bench clean
 
 all: wheel
 
@@ -58,10 +58,20 @@ deps-apt:
 deps-pip:
 	tools/install-deps pip
 
-## make check: dependencies, then linters, type checks and every test.
+## make check: dependencies, then linters, type checks, every test, and the tests again with
+## Debian 12's library versions (pyroute2 0.7.2, jinja2 3.1.2, pycdlib 1.12, dbus-fast 1.84).
 check: deps
 	$(MAKE) lint typecheck
 	$(PYTEST) $(PYTEST_ARGS)
+	$(MAKE) test-floor
+
+FLOOR_VENV ?= build/venv-floor
+FLOOR_PACKAGES = pyroute2==0.7.2 jinja2==3.1.2 pycdlib==1.12.0 dbus-fast==1.84.2 systemd-python \
+	pytest hypothesis dpkt
+test-floor:
+	$(PYTHON) -m venv --clear $(FLOOR_VENV)
+	$(FLOOR_VENV)/bin/python -m pip install -q --disable-pip-version-check $(FLOOR_PACKAGES)
+	$(FLOOR_VENV)/bin/python -m pytest -p no:cacheprovider -m "not qemu and not slow" $(PYTEST_ARGS)
 
 test:
 	$(PYTEST) $(PYTEST_ARGS)

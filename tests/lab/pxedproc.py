@@ -158,8 +158,12 @@ def start_pxed(lab: Lab, ns: Netns, workdir: Path, config_path: Path, *, args: t
     p = PxedProcess(proc, notify, journal, stderr_path, config_path)
     if wait_ready:
         # systemd-socket-activate execs pxed on the first datagram only; poke port 67 with junk
-        # (pxed must ignore it) so the daemon starts now.
-        poke(ns, ports[0])
+        # (pxed must ignore it) so the daemon starts now.  The activator may not have bound its
+        # sockets yet when the first poke goes out, so poke until pxed has started.
+        deadline = time.monotonic() + 20
+        while not any("Execing" in ln for ln in p.stderr().splitlines()) and time.monotonic() < deadline:
+            poke(ns, ports[0])
+            time.sleep(0.2)
         p.wait_notified("READY=1")
     return p
 
