@@ -54,7 +54,11 @@ def render(path: Path) -> str:
         text += f"(none: {d.event.reason})\n"  # type: ignore[union-attr]
     else:
         out = d.outgoing
-        text += f"to {out.address}:{out.port} via {out.listener}\n{dump(parse(out.payload))}\n"
+        ev = d.event
+        assert isinstance(ev, Answered)
+        text += (f"to {out.address}:{out.port} via {out.listener} ({len(out.payload)} bytes)\n"
+                 f"event: firmware={ev.firmware} arch={ev.arch} stage={ev.stage} ipxe={ev.ipxe} uuid={ev.uuid} "
+                 f"boot_file={ev.boot_file}\n{dump(parse(out.payload))}\n")
     return text
 
 

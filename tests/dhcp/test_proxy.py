@@ -175,6 +175,19 @@ def test_uuid_is_reported_in_smbios_order() -> None:
     assert GUID[0] == 0
 
 
+@pytest.mark.parametrize("guid,expected", [
+    (bytes(17), None), (b"\x00" + b"\xff" * 16, None), (b"\x01" + bytes(range(1, 17)), None),
+    (bytes(range(17))[:16], None),
+])
+def test_uuid_none_when_absent_or_placeholder(guid: bytes, expected: str | None) -> None:
+    raw = build("bios", MAC, 1, guid=False)
+    p = parse(raw)
+    p = p.with_options([*((c, p.options[c]) for c in p.option_order), (Opt.CLIENT_GUID, guid)])
+    d = decide(p, BCAST_PEER, IFACE, POLICY)
+    assert isinstance(d.event, Answered) and d.event.uuid is expected
+    assert d.outgoing is not None and parse(d.outgoing.payload).opt(Opt.CLIENT_GUID) == guid  # still echoed
+
+
 def test_engine_counts_and_never_raises() -> None:
     e = ProxyEngine(POLICY)
     assert e.receive(b"junk", BCAST_PEER, IFACE, 0.0).outgoing is None
