@@ -1,0 +1,79 @@
+"""Test harness: pxed's Service + DBusServer on a given bus, without the daemon.
+
+    python -m tests.dbus.serve --bus-address ADDR --config PXED_CONF
+
+Builds the real Service on the configuration's state directory and boot root, serves
+it as org.pxed.Pxed1, prints ``READY`` once the name is owned, then reads commands on
+stdin, one per line, to play the daemon's part:
+
+    client MAC ARCH STAGE BOOT_FILE     a boot exchange (ClientSeen + ListClients)
+    runtime INTERFACE ADDRESS STATE     new runtime status (PropertiesChanged), "-" for none
+    quit                                stop (also on EOF)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from pxed.config import load_config
+from pxed.dbus.server import DBusServer, RuntimeStatus
+from pxed.service import Service
+from pxed.tracker import ClientTracker
+
+
+async def serve(address: str, config_path: Path) -> None:
+    config = load_config(config_path)
+    runtime = {"interface": config.interface, "address": "10.23.0.1", "state": "running"}
+
+    def server_address() -> ipaddress.IPv4Address | None:
+        return ipaddress.IPv4Address(runtime["address"]) if runtime["address"] else None
+
+    service = Service(config, server_address=server_address)
+    await asyncio.to_thread(service.recover)
+
+    async def reload() -> None:
+        cfg = await asyncio.to_thread(load_config, config_path)
+        await asyncio.to_thread(service.reload, cfg)
+
+    def status() -> RuntimeStatus:
+        return RuntimeStatus(runtime["interface"], runtime["address"], runtime["state"] or "", 7)
+
+    server = DBusServer(service, runtime=status, tracker=ClientTracker(), reload=reload)
+    await server.start(address)
+    print("READY", flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "client":
+            server.client_seen(words[1], int(words[2]), words[3], words[4])
+        elif words[0] == "runtime":
+            runtime.update(zip(("interface", "address", "state"),
+                               (None if w == "-" else w for w in words[1:4]), strict=True))
+            server.runtime_changed()
+        elif words[0] == "quit":
+            break
+        print("OK", flush=True)
+    await server.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bus-address", required=True)
+    p.add_argument("--config", type=Path, required=True)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args.bus_address, args.config))
+
+
+if __name__ == "__main__":
+    main()
