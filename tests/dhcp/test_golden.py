@@ -1,8 +1,11 @@
 """Golden packets captured from real firmware (tools/capture-golden) and pxed's reply to each.
 
 Each tests/data/dhcp/<name>.bin is a client payload seen on the lab bridge while the
-firmware booted through pxed; <name>.txt is the readable decode of that request and of
-the reply pxed's engine gives it today.  PXED_UPDATE_GOLDEN=1 rewrites the .txt files.
+firmware booted; <name>.txt is the readable decode of that request and of the reply
+pxed's engine gives it today (fixed policy: server 10.77.0.1, ifindex 2, default boot
+files).  seabios-ipxe-pxebs-request-4011 is iPXE's boot-server request (43.71) after
+dnsmasq's menu offer, captured with ``tools/capture-golden --proxy dnsmasq``.
+PXED_UPDATE_GOLDEN=1 rewrites the .txt files.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def test_firmware_gets_what_it_needs(path: Path) -> None:
     assert d.outgoing is not None and isinstance(d.event, Answered)
     rep = parse(d.outgoing.payload)
     assert rep.opt(Opt.CLIENT_GUID) == req.opt(Opt.CLIENT_GUID)
+    item = decode_tlv(req.options[Opt.VENDOR_SPECIFIC]).get(71) if Opt.VENDOR_SPECIFIC in req.options else None
+    if item is not None:  # iPXE's pxebs drops an ACK whose 43.71 differs (G7)
+        assert decode_tlv(rep.options[Opt.VENDOR_SPECIFIC])[71] == item
     if path.name.startswith("ovmf-") and "ipxe" not in path.name:
         if path.stem.endswith("-4011"):
             assert rep.file == b"efi64/syslinux.efi" and rep.ciaddr == req.ciaddr
