@@ -211,3 +211,41 @@ def test_garbage_never_gets_a_reply(data: bytes, peer: Peer) -> None:
     d = ProxyEngine(POLICY).receive(data, peer, IFACE, 0.0)
     if d.outgoing is not None:  # only a well-formed PXE request may be answered
         assert parse(data).opt(Opt.CLIENT_ARCH) is not None
+
+
+VALID_REQUESTS = [b("bios"), b("efi64", mtype=REQ, ciaddr=CLIENT, boot_item=b"\x80\x00\x00\x00"), b("ipxe"),
+                  b("http64")]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.sampled_from(VALID_REQUESTS), st.integers(0, 400),
+       st.lists(st.tuples(st.integers(0, 399), st.integers(0, 255)), max_size=6),
+       st.sampled_from([BCAST_PEER, PXE_PEER]))
+def test_engine_never_raises_on_mutated_requests(raw: bytes, cut: int, muts: list[tuple[int, int]],
+                                                 peer: Peer) -> None:
+    data = bytearray(raw[:cut])
+    for i, v in muts:
+        if i < len(data):
+            data[i] = v
+    d = ProxyEngine(POLICY).receive(bytes(data), peer, IFACE, 0.0)
+    if d.outgoing is not None:  # whatever got through was a well-formed PXE request, and the reply is sane
+        req = parse(bytes(data))
+        rep = parse(d.outgoing.payload)
+        assert req.op == 1 and rep.op == 2 and rep.yiaddr == ipaddress.IPv4Address(0) and len(d.outgoing.payload) >= 300
+
+
+def test_engine_policy_can_be_replaced_for_reload() -> None:
+    e = ProxyEngine(POLICY)
+    e.policy = pol(boot_files=MappingProxyType({**DEFAULT_BOOT_FILES, Firmware.BIOS: "bios/other.0"}))
+    d = e.receive(b("bios"), BCAST_PEER, IFACE, 0.0)
+    assert d.outgoing is not None and parse(d.outgoing.payload).file == b"bios/other.0"
+    assert parse(d.outgoing.payload).opt(210) == b"bios/"
+
+
+def test_from_config_takes_every_field() -> None:
+    from pxed.config import Config
+    c = Config(allow_relay=True, vendor_classes=("HW-Client",), http_port=8081, ipxe_boot_file="boot.ipxe")
+    p = BootPolicy.from_config(c)
+    assert (p.allow_relay, p.vendor_classes, p.http_port, p.ipxe_boot_file) == (True, ("HW-Client",), 8081,
+                                                                                 "boot.ipxe")
+    assert dict(p.boot_files) == dict(c.boot_files)
