@@ -17,14 +17,20 @@ from pathlib import Path
 
 from pxed.boottree import MenuExtras, extras_of
 from pxed.config import Config
-from pxed.errors import NotFound
+from pxed.errors import NotFound, ToolError
 from pxed.images.catalog import Catalog, Detection, ImageRecord, ImageState
 from pxed.menu import render_menus, write_menus
 from pxed.model import BootEntry
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Detection", "ImageRecord", "ImageState", "RecoveryReport", "Service"]
+__all__ = ["Detection", "ImageRecord", "ImageState", "ImportOptions", "RecoveryReport", "Service"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    title: str | None = None
+    memdisk: bool | None = None  # None: [Images] Memdisk= from the configuration
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +124,22 @@ class Service:
             self._catalog = Catalog(config.state_dir)
             self._images = self._catalog.load()
             self.render_menus()
+
+    # ------------------------------------------------------------ images
+    def import_image(self, fd: int, name: str | None, options: ImportOptions, *,
+                     progress: Callable[[int, int], None] | None = None,
+                     cancel: threading.Event | None = None,
+                     on_detected: Callable[[Detection], None] | None = None) -> ImageRecord:
+        """Import an ISO from an open file descriptor (the importer is not part of this version)."""
+        raise ToolError("ISO import is not available in this version of pxed",
+                        hint="declare menu entries with [Entry ID] sections in pxed.conf meanwhile")
+
+    def remove_image(self, name: str) -> ImageRecord:
+        """Remove an image: catalog first (the menu stops offering it), then its files."""
+        with self._lock:
+            record = self.get_image(name)
+            self._catalog.save([r for r in self._images if r.id != name])
+            self._images = tuple(r for r in self._images if r.id != name)
+            self.render_menus()
+            shutil.rmtree(self.images_dir / name, ignore_errors=True)
+            return record

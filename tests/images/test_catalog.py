@@ -70,3 +70,26 @@ def test_recovery_after_a_crash(tmp_path: Path) -> None:
     svc.render_menus()
     menu = (tmp_path / "boot/pxelinux.cfg/pxe.cfg").read_text()
     assert "LABEL arch" in menu and "LABEL half" not in menu  # only ready images are offered
+
+
+def test_remove_image_and_import_refusal(tmp_path: Path) -> None:
+    from pxed.errors import NotFound, ToolError
+    from pxed.service import ImportOptions
+
+    conf = tmp_path / "pxed.conf"
+    conf.write_text(f"[Network]\nInterface=lab0\n[Paths]\nBootRoot={tmp_path}/boot\nStateDirectory={tmp_path}/state\n")
+    config = load_config(conf)
+    Catalog(config.state_dir).save([rec("arch"), rec("keep")])
+    for d in ("arch", "keep"):
+        (tmp_path / "boot/images" / d).mkdir(parents=True)
+    svc = Service(config, server_address=lambda: ipaddress.IPv4Address("10.77.0.1"))
+    svc.recover()
+    assert svc.remove_image("arch").id == "arch"
+    assert [r.id for r in Catalog(config.state_dir).load()] == ["keep"]
+    assert not (tmp_path / "boot/images/arch").exists() and (tmp_path / "boot/images/keep").exists()
+    menu = (tmp_path / "boot/pxelinux.cfg/pxe.cfg").read_text()
+    assert "LABEL keep" in menu and "LABEL arch" not in menu
+    with pytest.raises(NotFound):
+        svc.remove_image("arch")
+    with pytest.raises(ToolError, match="not available"):
+        svc.import_image(0, None, ImportOptions())
