@@ -230,6 +230,19 @@ class ProgressView:
         self.out.write(text + "\n")
         self.out.flush()
 
+    def finish(self, total: int) -> None:
+        """The last word on a finished copy: a full bar left on screen, or the 100 % line."""
+        if self.quiet:
+            return
+        elapsed = max(time.monotonic() - self.start, 1e-3)
+        figures = f"{human_size(total)} in {elapsed:.1f} s, {human_size(total / elapsed)}/s"
+        if self.tty:
+            self.out.write(f"\r\x1b[K[{'#' * 30}] 100%  {figures}\n")
+            self.drawn = False
+        elif self.last_step < 10:
+            self.out.write(f"importing: 100%  {figures}\n")
+        self.out.flush()
+
     def clear(self) -> None:
         if self.tty and self.drawn:
             self.out.write("\r\x1b[K")
@@ -381,6 +394,7 @@ class Pxectl:
             loop.add_signal_handler(signal.SIGINT, interrupted.set)
         cancel_sent_at: float | None = None
         shown_detection = shown_queued = False
+        queued_since = 0.0
         try:
             while job not in removed:
                 if interrupted.is_set() and cancel_sent_at is None:
@@ -405,7 +419,8 @@ class Pxectl:
                     shown_detection = True
                     view.message(f"Detected {detection_summary(det)}")
                 if props.get("State") == "queued":
-                    if not shown_queued:
+                    queued_since = queued_since or time.monotonic()
+                    if not shown_queued and time.monotonic() - queued_since > 1.0:
                         shown_queued = True
                         view.message("Waiting for another import to finish...")
                 elif props.get("Total"):
@@ -419,6 +434,7 @@ class Pxectl:
         if result == "done":
             (img,) = await self.c.call("GetImage", "s", [name])
             data = plain(img)
+            view.finish(int(data.get("iso_size") or 0))
             if self.args.json:
                 dump_json(data, self.out)
             else:

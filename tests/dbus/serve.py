@@ -9,6 +9,8 @@ stdin, one per line, to play the daemon's part:
     client MAC ARCH STAGE BOOT_FILE     a boot exchange (ClientSeen + ListClients)
     runtime INTERFACE ADDRESS STATE     new runtime status (PropertiesChanged), "-" for none
     quit                                stop (also on EOF)
+
+PXED_TEST_THROTTLE=SECONDS makes every progress report of an import sleep that long.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from pxed.config import load_config
 from pxed.dbus.server import DBusServer, RuntimeStatus
@@ -35,6 +40,19 @@ async def serve(address: str, config_path: Path) -> None:
 
     service = Service(config, server_address=server_address)
     await asyncio.to_thread(service.recover)
+    throttle = float(os.environ.get("PXED_TEST_THROTTLE", "0"))
+    if throttle:  # slow imports down so that tests can watch and cancel them
+        real_import = service.import_image
+
+        def slow_import(fd: int, name: str | None, options: Any, *, progress: Any = None, **kw: Any) -> Any:
+            def slow_progress(done: int, total: int) -> None:
+                time.sleep(throttle)
+                if progress is not None:
+                    progress(done, total)
+
+            return real_import(fd, name, options, progress=slow_progress, **kw)
+
+        service.import_image = slow_import  # type: ignore[method-assign]
 
     async def reload() -> None:
         cfg = await asyncio.to_thread(load_config, config_path)
