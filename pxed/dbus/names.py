@@ -58,12 +58,11 @@ def error_name(err: PxedError) -> str:
 
 def _error_table() -> dict[str, type[PxedError]]:
     table: dict[str, type[PxedError]] = {}
-    # Most general first, so that a subclass sharing its parent's dbus_name wins only if it is the
-    # class that defines the name (ImageError and InvalidImage both say "InvalidImage").
+    # Most general first: a subclass that defines the same name as its parent wins (ImageError and
+    # InvalidImage both say "InvalidImage"; a client gets InvalidImage), one that inherits it does not.
     for cls in sorted(all_errors(), key=lambda c: len(c.__mro__)):
-        name = ERROR_PREFIX + cls.dbus_name
-        if name not in table or "dbus_name" in cls.__dict__ and "dbus_name" not in table[name].__dict__:
-            table[name] = cls
+        if "dbus_name" in cls.__dict__ or cls is PxedError:
+            table[ERROR_PREFIX + cls.dbus_name] = cls
     table[DBUS_ACCESS_DENIED] = AccessDenied
     return table
 
