@@ -17,6 +17,10 @@ UNITDIR ?= $(call systemd_var,systemdsystemunitdir,$(PREFIX)/lib/systemd/system)
 GENERATORDIR ?= $(call systemd_var,systemdsystemgeneratordir,$(PREFIX)/lib/systemd/system-generators)
 SYSUSERSDIR ?= $(call systemd_var,sysusersdir,$(PREFIX)/lib/sysusers.d)
 TMPFILESDIR ?= $(call systemd_var,tmpfilesdir,$(PREFIX)/lib/tmpfiles.d)
+DBUSDIR ?= $(DATADIR)/dbus-1
+POLKITDIR ?= $(DATADIR)/polkit-1
+MANDIR ?= $(DATADIR)/man
+BASHCOMPDIR ?= $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) --variable=completionsdir bash-completion 2>/dev/null),$(DATADIR)/bash-completion/completions)
 NOBUILD ?=
 WHEEL = dist/pxed-$(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')-py3-none-any.whl
 
@@ -47,6 +51,16 @@ install-data:
 	install -pm 644 packaging/tmpfiles.d/pxed.conf "$(DESTDIR)$(TMPFILESDIR)/pxed.conf"
 	test -e "$(DESTDIR)$(SYSCONFDIR)/pxed/pxed.conf" || \
 		install -pm 644 etc/pxed/pxed.conf "$(DESTDIR)$(SYSCONFDIR)/pxed/pxed.conf"
+	install -Dpm 644 -t "$(DESTDIR)$(DBUSDIR)/system.d" packaging/dbus/org.pxed.Pxed1.conf
+	install -Dpm 644 -t "$(DESTDIR)$(DBUSDIR)/system-services" packaging/dbus/org.pxed.Pxed1.service
+	install -Dpm 644 -t "$(DESTDIR)$(DBUSDIR)/interfaces" packaging/dbus/org.pxed.Pxed1.Manager.xml \
+		packaging/dbus/org.pxed.Pxed1.Job.xml
+	install -Dpm 644 -t "$(DESTDIR)$(POLKITDIR)/actions" packaging/polkit/org.pxed.Pxed1.policy
+	install -Dpm 644 -t "$(DESTDIR)$(POLKITDIR)/rules.d" packaging/polkit/rules.d/50-pxed.rules
+	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man1" man/pxectl.1
+	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man5" man/pxed.conf.5
+	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man8" man/pxed.8
+	install -Dpm 644 etc/bash-completion/pxectl "$(DESTDIR)$(BASHCOMPDIR)/pxectl"
 
 ## Install everything the tests, demo and benchmarks need (apt-get + pip).
 deps:
