@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pxed import __version__
 from pxed.config import Config, default_config_path, load_config
@@ -29,6 +30,9 @@ from pxed.io.netlink import InterfaceMonitor
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
 from pxed.log import setup_logging
 from pxed.model import InterfaceInfo
+
+if TYPE_CHECKING:
+    from pxed.dbus.server import DBusServer, RuntimeStatus
 
 logger = logging.getLogger("pxed.daemon")
 
@@ -60,6 +64,8 @@ class Daemon:
         self.notifier = Notifier()
         self.engine = ProxyEngine(BootPolicy.from_config(config))
         self.service = Service(config, server_address=self.server_address)
+        self.dbus: DBusServer | None = None
+        self._dbus_task: asyncio.Task[None] | None = None
         self.sockets: Sockets | None = None
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
@@ -77,9 +83,18 @@ class Daemon:
             return f"Waiting for an IPv4 address on {self.interface_name}"
         return f"Serving {self.interface_name} ({addr}); {self.engine.answered} clients answered"
 
+    def runtime(self) -> RuntimeStatus:
+        from pxed.dbus.server import RuntimeStatus
+
+        addr = self.server_address()
+        return RuntimeStatus(interface=self.interface_name, address=str(addr) if addr else None,
+                             state=self.state, clients_answered=self.engine.answered)
+
     def _set_state(self, state: str) -> None:
         self.state = state
         self.notifier.status(self.status_line())
+        if self.dbus is not None:
+            self.dbus.runtime_changed()
 
     # ------------------------------------------------------------------ packets
     def on_datagram(self, data: bytes, peer: Peer) -> None:
@@ -106,6 +121,8 @@ class Daemon:
             }
             logger.info("%s %s to %s (arch %d%s): boot file %s", "Proxy offer" if ev.stage == "offer" else "PXE ack",
                         "sent", ev.mac, ev.arch, ", iPXE" if ev.ipxe else "", ev.boot_file, extra=fields)
+            if self.dbus is not None:
+                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
@@ -140,6 +157,9 @@ class Daemon:
             return
         except Exception:
             logger.exception("cannot write menus")
+            return
+        if self.dbus is not None:
+            self.dbus.menus_reloaded()
 
     # ------------------------------------------------------------------ reload
     async def reload(self) -> None:
@@ -161,6 +181,8 @@ class Daemon:
             self.engine.policy = BootPolicy.from_config(config)
             await asyncio.to_thread(self._populate)
             await asyncio.to_thread(self.service.reload, config)
+            if self.dbus is not None:
+                self.dbus.menus_reloaded()
             self.state = prev
             logger.info("configuration reloaded from %s", ", ".join(map(str, config.sources)) or "defaults")
             self.notifier.ready(self.status_line())
@@ -216,6 +238,19 @@ class Daemon:
                                   hint="pxed.socket must listen on UDP 67 (dhcp) and 4011 (pxe)")
         return socks
 
+    async def start_dbus(self) -> None:
+        """Offer org.pxed.Pxed1; without a system bus pxed keeps serving DHCP and says so."""
+        from pxed.dbus.server import DBusServer
+        from pxed.tracker import ClientTracker
+
+        server = DBusServer(self.service, runtime=self.runtime, tracker=ClientTracker(), reload=self.reload)
+        try:
+            await server.start()
+        except PxedError as e:
+            logger.warning("D-Bus API unavailable, pxectl cannot reach this daemon: %s", e)
+            return
+        self.dbus = server
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -245,6 +280,7 @@ class Daemon:
                     "socket-activated" if self.sockets.activated else "own",
                     extra={"INTERFACE": self.interface_name, "SERVER_ADDRESS": str(self.server_address() or "")})
         self.notifier.ready(self.status_line())
+        self._dbus_task = asyncio.create_task(self.start_dbus())  # after READY: DHCP never waits for it
         watchdog = asyncio.create_task(self._watchdog(Watchdog.from_env()))
         status = asyncio.create_task(self._status_ticker())
         await self._stop.wait()
@@ -257,6 +293,11 @@ class Daemon:
         for lst in self.sockets.listeners.values():
             lst.stop()
         await self.monitor.stop()
+        if self._dbus_task is not None:
+            self._dbus_task.cancel()
+        if self.dbus is not None:
+            with contextlib.suppress(Exception):
+                await self.dbus.stop()
         return EX_OK
 
     async def _reload_quietly(self) -> None:
