@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def write_config(path: Path, workdir: Path, *, interface: str = "lab0", extra: s
 
 def start_pxed(lab: Lab, ns: Netns, workdir: Path, config_path: Path, *, args: tuple[str, ...] = (),
                python: str = sys.executable, debug: bool = True, wait_ready: bool = True,
-               ports: tuple[int, int] = (67, 4011)) -> PxedProcess:
+               ports: tuple[int, int] = (67, 4011), env: Mapping[str, str] | None = None) -> PxedProcess:
     """Start pxed under systemd-socket-activate in `ns`; returns once READY=1 arrived."""
     notify = DatagramSink(workdir / "notify.sock")
     journal = DatagramSink(workdir / "journal.sock")
@@ -144,6 +145,7 @@ def start_pxed(lab: Lab, ns: Netns, workdir: Path, config_path: Path, *, args: t
         "-l", f"0.0.0.0:{ports[0]}", "-l", f"0.0.0.0:{ports[1]}", "--fdname=dhcp:pxe",
         "-E", f"NOTIFY_SOCKET={notify.path}", "-E", f"PYTHONPATH={REPO}", "-E", "PYTHONUNBUFFERED=1",
         "-E", "WATCHDOG_USEC=4000000",
+        *(arg for k, v in (env or {}).items() for arg in ("-E", f"{k}={v}")),
         *daemon,
     ]
     # A private mount namespace for pxed only, where journald's socket is our sink.
