@@ -52,3 +52,16 @@ def test_make_install_into_destdir(tmp_path: Path) -> None:
 def test_make_install_never_runs_systemctl() -> None:
     assert "systemctl" not in "\n".join(ln for ln in (REPO / "Makefile").read_text().splitlines()
                                         if ln.startswith("\t"))
+
+
+def test_sysusers_creates_the_users_and_the_group_the_polkit_rule_names(tmp_path: Path) -> None:
+    need_tool("systemd-sysusers")
+    (tmp_path / "etc").mkdir()
+    r = subprocess.run(["systemd-sysusers", f"--root={tmp_path}", str(REPO / "packaging/sysusers.d/pxed.conf")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    users = {ln.split(":")[0] for ln in (tmp_path / "etc/passwd").read_text().splitlines()}
+    groups = {ln.split(":")[0] for ln in (tmp_path / "etc/group").read_text().splitlines()}
+    assert {"pxed", "pxed-tftp", "pxed-http"} <= users
+    rule = (REPO / "packaging/polkit/rules.d/50-pxed.rules").read_text()
+    assert 'isInGroup("pxed-admin")' in rule and "pxed-admin" in groups
