@@ -249,6 +249,9 @@ class Daemon:
         except PxedError as e:
             logger.warning("D-Bus API unavailable, pxectl cannot reach this daemon: %s", e)
             return
+        except Exception:  # an adapter failure must never take DHCP down with it
+            logger.exception("D-Bus API unavailable, pxectl cannot reach this daemon")
+            return
         self.dbus = server
 
     async def run(self) -> int:
