@@ -22,9 +22,11 @@ POLKITDIR ?= $(DATADIR)/polkit-1
 MANDIR ?= $(DATADIR)/man
 BASHCOMPDIR ?= $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) --variable=completionsdir bash-completion 2>/dev/null),$(DATADIR)/bash-completion/completions)
 NOBUILD ?=
-WHEEL = dist/pxed-$(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')-py3-none-any.whl
+VERSION := $(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')
+WHEEL = dist/pxed-$(VERSION)-py3-none-any.whl
+DEB = dist/pxed_$(VERSION)_all.deb
 
-.PHONY: all wheel install install-python install-data check deps deps-apt deps-pip test test-unit \
+.PHONY: all wheel install install-python install-data deb check deps deps-apt deps-pip test test-unit \
 	test-integration test-floor lint typecheck demo bench clean
 
 all: wheel
@@ -60,7 +62,21 @@ install-data:
 	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man1" man/pxectl.1
 	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man5" man/pxed.conf.5
 	install -Dpm 644 -t "$(DESTDIR)$(MANDIR)/man8" man/pxed.8
+	printf '.so man8/pxed.8\n' > "$(DESTDIR)$(MANDIR)/man8/pxed-generator.8"  # documented in pxed(8)
+	chmod 644 "$(DESTDIR)$(MANDIR)/man8/pxed-generator.8"
 	install -Dpm 644 etc/bash-completion/pxectl "$(DESTDIR)$(BASHCOMPDIR)/pxectl"
+
+## make deb: the Debian package, $(DEB) (dpkg-buildpackage -b in a copy of the tree under
+## build/deb/ where packaging/debian is ./debian; the repository itself keeps no debian/).
+DEB_SOURCES = Makefile README.md pyproject.toml setup.cfg pxed units packaging etc man
+deb:
+	rm -rf build/deb
+	mkdir -p build/deb/pxed-$(VERSION) dist
+	tar -c --exclude=__pycache__ --exclude=packaging/debian $(DEB_SOURCES) | tar -x -C build/deb/pxed-$(VERSION)
+	cp -r packaging/debian build/deb/pxed-$(VERSION)/debian
+	cd build/deb/pxed-$(VERSION) && dpkg-buildpackage -b -us -uc
+	cp build/deb/pxed_$(VERSION)_all.deb $(DEB)
+	@echo "built $(DEB)"
 
 ## Install everything the tests, demo and benchmarks need (apt-get + pip).
 deps:
