@@ -24,9 +24,8 @@ BASHCOMPDIR ?= $(or $(shell $(PKG_CONFIG) --define-variable=prefix=$(PREFIX) --v
 NOBUILD ?=
 VERSION := $(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')
 WHEEL = dist/pxed-$(VERSION)-py3-none-any.whl
-DEB = dist/pxed_$(VERSION)_all.deb
 
-.PHONY: all wheel install install-python install-data deb check deps deps-apt deps-pip test test-unit \
+.PHONY: all wheel install install-python install-data dist deb check deps deps-apt deps-pip test test-unit \
 	test-integration test-floor lint typecheck demo bench clean
 
 all: wheel
@@ -66,16 +65,25 @@ install-data:
 	chmod 644 "$(DESTDIR)$(MANDIR)/man8/pxed-generator.8"
 	install -Dpm 644 etc/bash-completion/pxectl "$(DESTDIR)$(BASHCOMPDIR)/pxectl"
 
-## make deb: the Debian package, $(DEB) (dpkg-buildpackage -b in a copy of the tree under
-## build/deb/ where packaging/debian is ./debian; the repository itself keeps no debian/).
-DEB_SOURCES = Makefile README.md pyproject.toml setup.cfg pxed units packaging etc man
-deb:
-	rm -rf build/deb
-	mkdir -p build/deb/pxed-$(VERSION) dist
-	tar -c --exclude=__pycache__ --exclude=packaging/debian $(DEB_SOURCES) | tar -x -C build/deb/pxed-$(VERSION)
-	cp -r packaging/debian build/deb/pxed-$(VERSION)/debian
-	cd build/deb/pxed-$(VERSION) && dpkg-buildpackage -b -us -uc
-	cp build/deb/pxed_$(VERSION)_all.deb $(DEB)
+## make dist: the source tarball dist/pxed-$(VERSION).tar.gz that the Arch and RPM packages build from.
+DIST_SOURCES = Makefile README.md pyproject.toml setup.cfg pxed units packaging etc man
+TARBALL ?= dist/pxed-$(VERSION).tar.gz
+dist:
+	mkdir -p $(dir $(TARBALL))
+	tar -c --sort=name --owner=0 --group=0 --numeric-owner --exclude=__pycache__ \
+		--transform='s,^,pxed-$(VERSION)/,' $(DIST_SOURCES) | gzip -9n > $(TARBALL)
+
+## make deb: the Debian package, $(DEB) (dpkg-buildpackage -b in build/deb/pxed-$(VERSION), the
+## tarball unpacked with packaging/debian as ./debian; the repository itself keeps no debian/).
+DEB_BUILD ?= build/deb
+DEB ?= dist/pxed_$(VERSION)_all.deb
+deb: dist
+	rm -rf $(DEB_BUILD)
+	mkdir -p $(DEB_BUILD) $(dir $(DEB))
+	tar -xzf $(TARBALL) -C $(DEB_BUILD)
+	cp -r $(DEB_BUILD)/pxed-$(VERSION)/packaging/debian $(DEB_BUILD)/pxed-$(VERSION)/debian
+	cd $(DEB_BUILD)/pxed-$(VERSION) && dpkg-buildpackage -b -us -uc
+	cp $(DEB_BUILD)/pxed_$(VERSION)_all.deb $(DEB)
 	@echo "built $(DEB)"
 
 ## Install everything the tests, demo and benchmarks need (apt-get + pip).

@@ -1,0 +1,178 @@
+"""The distro packages: the Debian package that `make deb` builds, checked against `make install`.
+
+The .deb is built once per session (about 10 s) and then inspected: its files must be exactly
+what `make install` installs (one list of what an installation contains), lintian must find no
+error or warning, its Python package must run from Debian's path layout, and its maintainer
+scripts, run against a scratch root with the real systemd-sysusers, systemd-tmpfiles and
+deb-systemd-helper, must create the users and the boot root but enable nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import pxed
+from tests.conftest import REPO, need, need_tool
+
+pytestmark = pytest.mark.slow
+
+DEB_DEPENDS = ("pxelinux", "python3-dbus-fast", "python3-jinja2", "python3-pycdlib", "python3-pyroute2",
+               "python3-systemd", "syslinux-common", "syslinux-efi", "tftpd-hpa", "lighttpd | darkhttpd")
+SITE = re.compile(r"^usr/lib/python3[.0-9]*/(site|dist)-packages/")
+
+
+@dataclass(frozen=True)
+class Deb:
+    path: Path
+    changes: Path
+    root: Path  # the package's files (dpkg-deb -x)
+    control: Path  # its control area (dpkg-deb -e)
+
+
+def tree(root: Path) -> set[str]:
+    """Files, symlinks and empty directories under root, with the differences that are the
+    distro's business taken out: the Python site directory's name, .dist-info, bytecode,
+    compressed man pages and /usr/share/doc."""
+    found: set[str] = set()
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if any(path.iterdir()):
+                continue
+            rel += "/"
+        rel = SITE.sub("PYTHON/", rel)
+        if "__pycache__" in rel or ".dist-info/" in rel or rel.startswith(("usr/share/doc/", "DEBIAN")):
+            continue
+        if rel.startswith("usr/share/man/"):
+            rel = rel.removesuffix(".gz")
+        found.add(rel)
+    return found
+
+
+def pkg_config(variable: str, fallback: str) -> str:
+    r = subprocess.run(["pkg-config", "--define-variable=prefix=/usr", f"--variable={variable}", "systemd"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or fallback
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Deb:
+    need_tool("make", "pkg-config", "dpkg-buildpackage", "dh_python3", "dpkg-deb")
+    out = tmp_path_factory.mktemp("deb")
+    r = subprocess.run(["make", "-s", "deb", f"DEB_BUILD={out / 'build'}", f"DEB={out / 'pxed.deb'}",
+                        f"TARBALL={out / 'pxed.tar.gz'}"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert not (REPO / "debian").exists(), "make deb must not leave a debian/ directory in the repository"
+    subprocess.run(["dpkg-deb", "-x", out / "pxed.deb", out / "root"], check=True)
+    subprocess.run(["dpkg-deb", "-e", out / "pxed.deb", out / "control"], check=True)
+    (changes,) = (out / "build").glob(f"pxed_{pxed.__version__}_*.changes")
+    return Deb(out / "pxed.deb", changes, out / "root", out / "control")
+
+
+@pytest.fixture(scope="session")
+def make_installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    need_tool("make", "pkg-config")
+    dest = tmp_path_factory.mktemp("install") / "root"
+    r = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "PREFIX=/usr"], cwd=REPO, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return dest
+
+
+def control_field(deb: Deb, field: str) -> str:
+    return subprocess.run(["dpkg-deb", "-f", deb.path, field], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_deb_holds_exactly_what_make_install_installs(deb: Deb, make_installed: Path) -> None:
+    in_deb, installed = tree(deb.root), tree(make_installed)
+    assert in_deb == installed, f"only in the .deb: {sorted(in_deb - installed)}; " \
+                                f"only from make install: {sorted(installed - in_deb)}"
+
+
+def test_deb_layout_and_metadata(deb: Deb) -> None:
+    unitdir = pkg_config("systemdsystemunitdir", "/lib/systemd/system").lstrip("/")
+    gendir = pkg_config("systemdsystemgeneratordir", "/lib/systemd/system-generators").lstrip("/")
+    root = deb.root
+    for unit in ("pxed.socket", "pxed-pxe.socket", "pxed.service"):
+        assert (root / unitdir / unit).is_file(), unit
+    assert "ExecStart=/usr/bin/pxed\n" in (root / unitdir / "pxed.service").read_text()
+    generator = root / gendir / "pxed-generator"
+    assert generator.is_symlink() and (root / os.readlink(generator).lstrip("/")).is_file()
+    for name in ("dbus-1/system.d/org.pxed.Pxed1.conf", "dbus-1/system-services/org.pxed.Pxed1.service",
+                 "dbus-1/interfaces/org.pxed.Pxed1.Manager.xml", "dbus-1/interfaces/org.pxed.Pxed1.Job.xml",
+                 "polkit-1/actions/org.pxed.Pxed1.policy", "polkit-1/rules.d/50-pxed.rules",
+                 "man/man1/pxectl.1.gz", "man/man5/pxed.conf.5.gz", "man/man8/pxed.8.gz",
+                 "man/man8/pxed-generator.8.gz", "bash-completion/completions/pxectl"):
+        assert (root / "usr/share" / name).exists(), name
+    for kind in ("sysusers.d", "tmpfiles.d"):
+        assert (root / "usr/lib" / kind / "pxed.conf").read_bytes() == (REPO / "packaging" / kind / "pxed.conf").read_bytes()
+    assert (deb.control / "conffiles").read_text().split() == ["/etc/pxed/pxed.conf"]
+    assert control_field(deb, "Version") == pxed.__version__
+    assert control_field(deb, "Architecture") == "all"
+    depends = [d.strip() for d in control_field(deb, "Depends").split(",")]
+    for dep in DEB_DEPENDS:
+        assert dep in depends, dep
+    assert any(d.startswith("python3:any (>= 3.11") for d in depends)
+    assert any(d.startswith("systemd") and "sysusers" in d for d in depends)  # dh_installsysusers's
+
+
+def test_deb_python_package_runs_from_debian_path_layout(deb: Deb, tmp_path: Path) -> None:
+    site = deb.root / "usr/lib/python3/dist-packages"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    r = subprocess.run([sys.executable, "-c", "import importlib.resources, pxed, pxed.daemon, pxed.cli, pxed.generator;"
+                        "print(pxed.__file__);"
+                        "print((importlib.resources.files('pxed') / 'templates/menu/pxe.cfg.j2').is_file())"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(site / "pxed/__init__.py"), "True"]
+    for script in ("pxed", "pxectl", "pxed-generator"):
+        path = deb.root / "usr/bin" / script
+        assert path.read_text().splitlines()[0] == "#!/usr/bin/python3", script
+    for script in ("pxed", "pxectl"):
+        r = subprocess.run([sys.executable, deb.root / "usr/bin" / script, "--version"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and pxed.__version__ in r.stdout + r.stderr, (script, r.stdout, r.stderr)
+
+
+def test_lintian_finds_no_errors_or_warnings(deb: Deb) -> None:
+    need_tool("lintian")
+    r = subprocess.run(["lintian", "--pedantic", "--display-info", deb.changes], capture_output=True, text=True)
+    tags = [ln for ln in r.stdout.splitlines() if ln[:2] in ("E:", "W:")]
+    print(r.stdout)  # pedantic (P:) and info (I:) tags are shown with -rA, not failed on
+    assert not tags, "\n".join(tags)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_deb_postinst_creates_users_and_boot_root_but_enables_nothing(deb: Deb, tmp_path: Path) -> None:
+    """The real postinst against a scratch root (DPKG_ROOT): systemd-sysusers, systemd-tmpfiles and
+    deb-systemd-helper run for real there; only what would touch the running host (systemctl,
+    deb-systemd-invoke, py3compile of the host's Python) is replaced by a recorder."""
+    need(os.geteuid() == 0, "needs root (systemd-tmpfiles chowns the boot root)")
+    need_tool("systemd-sysusers", "systemd-tmpfiles", "deb-systemd-helper")
+    root = tmp_path / "root"
+    subprocess.run(["cp", "-a", f"{deb.root}/.", root], check=True)
+    stubs, log = tmp_path / "stubs", tmp_path / "calls"
+    stubs.mkdir()
+    for tool in ("systemctl", "deb-systemd-invoke", "py3compile", "pypy3compile"):
+        (stubs / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n')
+        (stubs / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "DPKG_ROOT": str(root),
+           "DPKG_MAINTSCRIPT_PACKAGE": "pxed", "DPKG_MAINTSCRIPT_NAME": "postinst"}
+    r = subprocess.run(["sh", "-e", deb.control / "postinst", "configure"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    users = {ln.split(":")[0]: ln.split(":") for ln in (root / "etc/passwd").read_text().splitlines()}
+    groups = {ln.split(":")[0] for ln in (root / "etc/group").read_text().splitlines()}
+    assert {"pxed", "pxed-tftp", "pxed-http"} <= users.keys() and "pxed-admin" in groups
+    boot = (root / "var/lib/pxed/boot").stat()
+    assert (boot.st_uid, boot.st_mode & 0o7777) == (int(users["pxed"][2]), 0o755)
+    assert not (root / "etc/systemd/system/sockets.target.wants").exists(), "a fresh install enabled pxed"
+    calls = log.read_text().splitlines() if log.exists() else []
+    assert not [c for c in calls if c.split()[:2] in (["systemctl", "enable"], ["systemctl", "start"])], calls
