@@ -113,7 +113,8 @@ def test_deb_layout_and_metadata(deb: Deb) -> None:
                  "man/man8/pxed-generator.8.gz", "bash-completion/completions/pxectl"):
         assert (root / "usr/share" / name).exists(), name
     for kind in ("sysusers.d", "tmpfiles.d"):
-        assert (root / "usr/lib" / kind / "pxed.conf").read_bytes() == (REPO / "packaging" / kind / "pxed.conf").read_bytes()
+        shipped = (REPO / "packaging" / kind / "pxed.conf").read_bytes()
+        assert (root / "usr/lib" / kind / "pxed.conf").read_bytes() == shipped, kind
     assert (deb.control / "conffiles").read_text().split() == ["/etc/pxed/pxed.conf"]
     assert control_field(deb, "Version") == pxed.__version__
     assert control_field(deb, "Architecture") == "all"
