@@ -37,16 +37,21 @@ class Source:
     arch: str
 
 
-LPXELINUX = Source("lpxelinux.0", ("/usr/lib/PXELINUX/lpxelinux.0", "/usr/lib/syslinux/bios/lpxelinux.0"),
+LPXELINUX = Source("lpxelinux.0", ("/usr/lib/PXELINUX/lpxelinux.0", "/usr/lib/syslinux/bios/lpxelinux.0",
+                                   "/usr/share/syslinux/lpxelinux.0"),
                    "pxelinux", "syslinux")
-BIOS_MODULES = Source("BIOS syslinux modules", ("/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux/bios"),
+BIOS_MODULES = Source("BIOS syslinux modules", ("/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux/bios",
+                                                "/usr/share/syslinux"),
                       "syslinux-common", "syslinux")
-MEMDISK = Source("memdisk", ("/usr/lib/syslinux/memdisk", "/usr/lib/syslinux/bios/memdisk"),
+MEMDISK = Source("memdisk", ("/usr/lib/syslinux/memdisk", "/usr/lib/syslinux/bios/memdisk",
+                              "/usr/share/syslinux/memdisk"),
                  "syslinux-common", "syslinux")
-EFI64 = Source("syslinux.efi", ("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "/usr/lib/syslinux/efi64/syslinux.efi"),
+EFI64 = Source("syslinux.efi", ("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "/usr/lib/syslinux/efi64/syslinux.efi",
+                                 "/usr/share/syslinux/efi64/syslinux.efi"),
                "syslinux-efi", "syslinux")
 EFI64_MODULES = Source("x86-64 UEFI syslinux modules",
-                       ("/usr/lib/syslinux/modules/efi64", "/usr/lib/syslinux/efi64"), "syslinux-efi", "syslinux")
+                       ("/usr/lib/syslinux/modules/efi64", "/usr/lib/syslinux/efi64", "/usr/share/syslinux/efi64"),
+                       "syslinux-efi", "syslinux")
 MEMTEST = Source("memtest86+", ("/boot/memtest86+x64.bin", "/boot/memtest86+.bin", "/boot/memtest86+/memtest.bin"),
                  "memtest86+", "memtest86+")
 PCI_IDS = Source("pci.ids", ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"), "pci.ids", "hwdata")

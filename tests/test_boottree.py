@@ -12,13 +12,18 @@ from pxed.errors import MissingPackage
 
 
 def fake_root(root: Path, layout: str) -> Path:
-    """A system tree with syslinux laid out as Debian's or Arch's packages do (dummy bytes)."""
+    """A system tree with syslinux laid out as Debian's, Fedora's or Arch's packages do (dummy bytes)."""
     if layout == "debian":
         files = ["usr/lib/PXELINUX/lpxelinux.0", "usr/lib/syslinux/memdisk",
                  "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "boot/memtest86+x64.bin", "usr/share/misc/pci.ids",
                  "lib/modules/6.1.0-9-amd64/modules.alias"]
         files += [f"usr/lib/syslinux/modules/bios/{m}" for m in (*REQUIRED_BIOS_MODULES, "hdt.c32")]
         files += [f"usr/lib/syslinux/modules/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
+    elif layout == "fedora":  # syslinux-nonlinux and syslinux-efi64
+        files = ["usr/share/syslinux/lpxelinux.0", "usr/share/syslinux/memdisk",
+                 "usr/share/syslinux/efi64/syslinux.efi", "usr/share/hwdata/pci.ids"]
+        files += [f"usr/share/syslinux/{m}" for m in REQUIRED_BIOS_MODULES]
+        files += [f"usr/share/syslinux/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
     else:
         files = ["usr/lib/syslinux/bios/lpxelinux.0", "usr/lib/syslinux/bios/memdisk",
                  "usr/lib/syslinux/efi64/syslinux.efi"]
@@ -31,7 +36,7 @@ def fake_root(root: Path, layout: str) -> Path:
     return root
 
 
-@pytest.mark.parametrize("layout", ["debian", "arch"])
+@pytest.mark.parametrize("layout", ["debian", "fedora", "arch"])
 def test_populate_from_distro_layouts(tmp_path: Path, layout: str) -> None:
     root = fake_root(tmp_path / "sys", layout)
     boot = tmp_path / "boot"
