@@ -26,7 +26,7 @@ VERSION := $(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')
 WHEEL = dist/pxed-$(VERSION)-py3-none-any.whl
 
 .PHONY: all wheel install install-python install-data dist deb check deps deps-apt deps-pip test test-unit \
-	test-integration test-floor lint typecheck demo bench clean
+	test-integration test-system test-floor lint typecheck demo bench clean
 
 all: wheel
 
@@ -119,6 +119,11 @@ test-unit:
 
 test-integration:
 	$(PYTEST) -m "integration or qemu or system" $(PYTEST_ARGS)
+
+## make test-system: the installed pxed under systemd as PID 1 (systemd-nspawn, debootstrap'd
+## Debian 12 tree cached in /var/cache/pxed-systest) on a lab network, booted by a QEMU client.
+test-system:
+	$(PYTEST) -m system tests/system $(PYTEST_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check pxed tests tools

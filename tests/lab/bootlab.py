@@ -141,19 +141,8 @@ class BootLab:
         ], stdout=subprocess.DEVNULL, stderr=open(self.workdir / "dnsmasq-proxy.log", "wb"))
 
     def router_advertisements(self) -> None:
-        """iPXE waits ~16 s for IPv6 autoconfiguration on a link without router advertisements.
-
-        radvd in the DHCP server's namespace advertises a ULA prefix and no default route,
-        as a real network's router would; without it the lab measures that wait, not pxed.
-        """
         assert self.seg is not None
-        conf = self.workdir / "radvd.conf"
-        conf.write_text("interface lab0 {\n AdvSendAdvert on;\n MinRtrAdvInterval 3;\n MaxRtrAdvInterval 4;\n"
-                        " AdvDefaultLifetime 0;\n prefix fd77:77::/64 { };\n};\n")
-        self.seg.dhcp.sysctl("net.ipv6.conf.all.forwarding", "1")
-        self.lab.spawn(self.seg.dhcp, ["radvd", "--nodaemon", "-C", str(conf), "-p", str(self.workdir / "radvd.pid"),
-                                       "-m", "stderr"], stdout=subprocess.DEVNULL,
-                       stderr=open(self.workdir / "radvd.log", "wb"))
+        router_advertisements(self.lab, self.seg, self.workdir)
 
     def boot(self, firmware: str = "bios", *, mac: str | None = None, nic_rom: bool | None = None) -> Vm:
         assert self.seg is not None, "start() first"
@@ -162,3 +151,17 @@ class BootLab:
                       name=f"{firmware}{len(self.vms)}", nic_rom=nic_rom)
         self.vms.append(vm)
         return vm
+
+
+def router_advertisements(lab: Lab, seg: Segment, workdir: Path) -> None:
+    """iPXE waits ~16 s for IPv6 autoconfiguration on a link without router advertisements.
+
+    radvd in the DHCP server's namespace advertises a ULA prefix and no default route,
+    as a real network's router would; without it the lab measures that wait, not pxed.
+    """
+    conf = workdir / "radvd.conf"
+    conf.write_text("interface lab0 {\n AdvSendAdvert on;\n MinRtrAdvInterval 3;\n MaxRtrAdvInterval 4;\n"
+                    " AdvDefaultLifetime 0;\n prefix fd77:77::/64 { };\n};\n")
+    seg.dhcp.sysctl("net.ipv6.conf.all.forwarding", "1")
+    lab.spawn(seg.dhcp, ["radvd", "--nodaemon", "-C", str(conf), "-p", str(workdir / "radvd.pid"), "-m", "stderr"],
+              stdout=subprocess.DEVNULL, stderr=open(workdir / "radvd.log", "wb"))

@@ -1,0 +1,116 @@
+"""The installed pxed under a real systemd: a booted container on the lab's server namespace.
+
+    with SystemLab(workdir) as sl:
+        sl.start()        # lab segment + dnsmasq + RAs, container booted, pxed installed,
+                          # configured and `systemctl enable --now pxed.socket`
+        sl.discover(mac)  # a scripted PXE DISCOVER from the client namespace
+        sl.boot("bios")   # a QEMU client on the lab bridge
+
+The container replaces the boot-server namespace's processes of BootLab: pxed, tftp-hpa
+and lighttpd are started by the container's systemd from the installed units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.lab.bootlab import DEBIAN_ENTRY, router_advertisements
+from tests.lab.netns import Lab, Netns, Segment
+from tests.lab.nspawn import Container, built_deb, debian_tree, install_pxed, runtime_packages
+from tests.lab.qemu import INITRD, KERNEL, Vm, start_vm
+
+REPO = Path(__file__).resolve().parents[2]
+BOOT_ROOT = "/var/lib/pxed/boot"
+WEB_IP = "10.77.0.60"  # the namespace that fetches over TFTP and HTTP (a booted client's view)
+
+
+@dataclass
+class SystemLab:
+    workdir: Path
+    lab: Lab = field(init=False)
+    seg: Segment | None = None
+    web: Netns | None = None
+    container: Container | None = None
+    installed_by: str = ""
+    vms: list[Vm] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.lab = Lab(workdir=self.workdir)
+
+    def __enter__(self) -> SystemLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for vm in self.vms:
+            vm.stop()
+        if self.container is not None:
+            self.container.stop()
+        self.lab.close()
+
+    @property
+    def c(self) -> Container:
+        assert self.container is not None, "start() first"
+        return self.container
+
+    def start(self) -> None:
+        self.workdir.chmod(0o755)
+        deb = built_deb()
+        tree = debian_tree(runtime_packages(deb))
+        seg = self.seg = self.lab.segment()
+        self.lab.dnsmasq_dhcp(seg, self.workdir)
+        router_advertisements(self.lab, seg, self.workdir)
+        self.web = self.lab.netns("web")
+        self.lab.port(seg.sw, seg.bridge, self.web, "lab0")
+        self.web.ip("addr", "add", f"{WEB_IP}/24", "dev", "lab0")
+        self.container = Container(tree, self.workdir / "container", netns=seg.srv.name)
+        self.container.start()
+        self.installed_by = install_pxed(self.container, deb)
+        self.configure()
+        self.c.run(["systemctl", "enable", "--now", "pxed.socket"])
+
+    def configure(self) -> None:
+        """What an admin does after installing: name the interface, add an entry, reload."""
+        c = self.c
+        deb = c.path(BOOT_ROOT) / "debian"
+        deb.mkdir(parents=True, exist_ok=True)
+        for src in (KERNEL, INITRD):
+            shutil.copyfile(src, deb / src.name)
+            os.chmod(deb / src.name, 0o644)
+        conf = c.path("/etc/pxed/pxed.conf.d/50-lab.conf")
+        conf.write_text("[Network]\nInterface=lab0\n[HTTP]\nBackend=lighttpd\n"
+                        + DEBIAN_ENTRY.format(timeout=20, default="debian"))
+        conf.chmod(0o644)
+        c.run(["systemctl", "daemon-reload"])  # the generator writes pxed-tftp/pxed-http and the socket drop-ins
+
+    def discover(self, mac: str, *, kind: str = "bios", wait: float = 3.0,
+                 request_4011: bool = False) -> dict[str, Any]:
+        """A scripted PXE client in the client namespace; its parsed replies."""
+        assert self.seg is not None
+        argv = [sys.executable, "-m", "tests.lab.pxeclient", "--kind", kind, "--mac", mac, "--wait", str(wait),
+                "--json", *(["--request-4011", "--address", "10.77.0.51/24"] if request_4011 else [])]
+        r = self.seg.cli.run(argv, timeout=wait * 3 + 30, cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": os.fspath(REPO)})
+        result: dict[str, Any] = json.loads(r.stdout)
+        return result
+
+    def fetch(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        """A command (curl) in the web namespace, binary output."""
+        assert self.web is not None
+        return subprocess.run(self.web.argv(argv), capture_output=True, timeout=timeout)
+
+    def boot(self, firmware: str = "bios", mac: str = "52:54:00:5e:00:01") -> Vm:
+        assert self.seg is not None
+        vm = start_vm(self.lab, self.seg.sw, self.seg.bridge, self.workdir, firmware=firmware, mac=mac,
+                      name=f"sys-{firmware}{len(self.vms)}")
+        self.vms.append(vm)
+        return vm
