@@ -100,7 +100,8 @@ deps-pip:
 ## Debian 12's library versions (pyroute2 0.7.2, jinja2 3.1.2, pycdlib 1.12, dbus-fast 1.84).
 check: deps
 	$(MAKE) lint typecheck
-	$(PYTEST) $(PYTEST_ARGS)
+	$(MAKE) deb
+	PXED_DEB=$(DEB) $(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) test-floor
 
 FLOOR_VENV ?= build/venv-floor
@@ -120,10 +121,10 @@ test-unit:
 test-integration:
 	$(PYTEST) -m "integration or qemu or system" $(PYTEST_ARGS)
 
-## make test-system: the installed pxed under systemd as PID 1 (systemd-nspawn, debootstrap'd
+## make test-system: the installed .deb of pxed under systemd as PID 1 (systemd-nspawn, debootstrap'd
 ## Debian 12 tree cached in /var/cache/pxed-systest) on a lab network, booted by a QEMU client.
-test-system:
-	$(PYTEST) -m system tests/system $(PYTEST_ARGS)
+test-system: deb
+	PXED_DEB=$(DEB) $(PYTEST) -m system tests/system $(PYTEST_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check pxed tests tools

@@ -47,12 +47,18 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # ----------------------------------------------------------------------------- the .deb
 def built_deb() -> Path | None:
-    """The pxed .deb to install: $PXED_DEB, else the newest one `make deb` left in build/ or dist/."""
+    """The pxed .deb to install: $PXED_DEB, else `make deb`'s dist/pxed_<version>_all.deb when it
+    is newer than every source file that goes into it (a stale one is not used)."""
     if os.environ.get("PXED_DEB"):
         return Path(os.environ["PXED_DEB"])
-    debs = sorted((p for d in (REPO / "build", REPO / "dist", REPO.parent) for p in d.glob("pxed_*.deb")),
-                  key=lambda p: p.stat().st_mtime)
-    return debs[-1] if debs else None
+    from pxed import __version__
+
+    deb = REPO / "dist" / f"pxed_{__version__}_all.deb"
+    if not deb.exists():
+        return None
+    sources = [f for d in ("pxed", "units", "packaging", "etc", "man") for f in (REPO / d).rglob("*") if f.is_file()]
+    newest = max([f.stat().st_mtime for f in sources] + [(REPO / "Makefile").stat().st_mtime])
+    return deb if deb.stat().st_mtime >= newest else None
 
 
 def deb_depends(deb: Path) -> list[str]:
@@ -254,9 +260,8 @@ def install_pxed(c: Container, deb: Path | None = None) -> str:
     followed by what a package's maintainer scripts do (sysusers, tmpfiles, bus reload).
     """
     if deb is not None:
-        shutil.copyfile(deb, c.path(f"/tmp/{deb.name}"))
-        c.run(["apt-get", "install", "-y", "--no-download", "-o", "Debug::NoLocking=1", f"/tmp/{deb.name}"],
-              timeout=300)
+        shutil.copyfile(deb, c.path(f"/root/{deb.name}"))  # (the container's /tmp is its own tmpfs)
+        c.run(["apt-get", "install", "-y", "-o", "Acquire::Retries=0", f"/root/{deb.name}"], timeout=300)
         return "deb"
     subprocess.run(["make", "-s", "install", f"DESTDIR={c.root}", "PREFIX=/usr"], cwd=REPO, check=True,
                    capture_output=True, timeout=300)

@@ -23,7 +23,7 @@ from typing import Any
 
 from tests.lab.bootlab import DEBIAN_ENTRY, router_advertisements
 from tests.lab.netns import Lab, Netns, Segment
-from tests.lab.nspawn import Container, built_deb, debian_tree, install_pxed, runtime_packages
+from tests.lab.nspawn import Container, debian_tree, install_pxed, runtime_packages
 from tests.lab.qemu import INITRD, KERNEL, Vm, start_vm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,6 +34,7 @@ WEB_IP = "10.77.0.60"  # the namespace that fetches over TFTP and HTTP (a booted
 @dataclass
 class SystemLab:
     workdir: Path
+    deb: Path | None = None  # install this package; None: `make install`
     lab: Lab = field(init=False)
     seg: Segment | None = None
     web: Netns | None = None
@@ -64,8 +65,7 @@ class SystemLab:
 
     def start(self) -> None:
         self.workdir.chmod(0o755)
-        deb = built_deb()
-        tree = debian_tree(runtime_packages(deb))
+        tree = debian_tree(runtime_packages(self.deb))
         seg = self.seg = self.lab.segment()
         self.lab.dnsmasq_dhcp(seg, self.workdir)
         router_advertisements(self.lab, seg, self.workdir)
@@ -74,7 +74,7 @@ class SystemLab:
         self.web.ip("addr", "add", f"{WEB_IP}/24", "dev", "lab0")
         self.container = Container(tree, self.workdir / "container", netns=seg.srv.name)
         self.container.start()
-        self.installed_by = install_pxed(self.container, deb)
+        self.installed_by = install_pxed(self.container, self.deb)
         self.configure()
         self.c.run(["systemctl", "enable", "--now", "pxed.socket"])
 

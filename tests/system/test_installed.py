@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import need, need_tool
+from tests.conftest import IN_CI, need, need_tool
 from tests.lab.netns import can_run_lab
-from tests.lab.nspawn import can_run_nspawn
+from tests.lab.nspawn import built_deb, can_run_nspawn
 from tests.lab.qemu import INITRD, KERNEL
 from tests.lab.servers import world_readable_dir
 from tests.lab.systemlab import SystemLab
@@ -31,9 +31,12 @@ def sl() -> Iterator[SystemLab]:
         need(reason is None, reason or "")
     need_tool("dnsmasq", "radvd", "curl", "make")
     need(KERNEL.exists() and INITRD.exists(), "Debian netboot kernel missing (debian-installer-12-netboot-amd64)")
+    deb = built_deb()
+    if IN_CI:  # the system test is about the package: `make check` builds it first
+        assert deb is not None, "no current .deb: run make deb (make check and make test-system do)"
     d = world_readable_dir("pxedsys.")
     try:
-        with SystemLab(d) as lab:
+        with SystemLab(d, deb=deb) as lab:
             lab.start()
             yield lab
     finally:
