@@ -1,10 +1,15 @@
-"""The distro packages: the Debian package that `make deb` builds, checked against `make install`.
+"""The distro packages (Debian, Arch, Fedora), each checked against what `make install` installs.
 
 The .deb is built once per session (about 10 s) and then inspected: its files must be exactly
 what `make install` installs (one list of what an installation contains), lintian must find no
 error or warning, its Python package must run from Debian's path layout, and its maintainer
 scripts, run against a scratch root with the real systemd-sysusers, systemd-tmpfiles and
 deb-systemd-helper, must create the users and the boot root but enable nothing.
+
+The PKGBUILD's build() and package() run here as makepkg runs them. The RPM spec is expanded by
+rpmspec and linted by rpmlint, and its %files must cover exactly what `make install` installs
+with Fedora's directories; it is not built here, since Fedora's pyproject and systemd macros are
+not packaged for Debian.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -180,3 +187,122 @@ def test_deb_postinst_creates_users_and_boot_root_but_enables_nothing(deb: Deb, 
     assert not (root / "etc/systemd/system/sockets.target.wants").exists(), "a fresh install enabled pxed"
     calls = log.read_text().splitlines() if log.exists() else []
     assert not [c for c in calls if c.split()[:2] in (["systemctl", "enable"], ["systemctl", "start"])], calls
+
+
+# --- Arch: the PKGBUILD, sourced and run by bash as makepkg would ---------------------------------
+
+ARCH_DEPENDS = {"python", "python-dbus-fast", "python-systemd", "python-pyroute2", "python-jinja", "python-pycdlib",
+                "tftp-hpa", "syslinux", "darkhttpd"}
+PKGBUILD = REPO / "packaging/arch/PKGBUILD"
+
+
+def pkgbuild_vars() -> dict[str, list[str]]:
+    script = ('set -e; source "$1"; for v in pkgname pkgver arch depends makedepends backup install source; do '
+              'eval "vals=(\\"\\${$v[@]}\\")"; printf "%s" "$v"; printf "\\t%s" "${vals[@]}"; printf "\\n"; done')
+    r = subprocess.run(["bash", "-c", script, "bash", PKGBUILD], capture_output=True, text=True, check=True)
+    return {name: values for name, *values in (ln.split("\t") for ln in r.stdout.splitlines())}
+
+
+def test_pkgbuild_metadata() -> None:
+    v = pkgbuild_vars()
+    assert v["pkgname"] == ["pxed"] and v["pkgver"] == [pxed.__version__] and v["arch"] == ["any"]
+    assert set(v["depends"]) == ARCH_DEPENDS
+    assert {"python-build", "python-installer", "python-wheel", "python-setuptools"} <= set(v["makedepends"])
+    assert v["backup"] == ["etc/pxed/pxed.conf"]
+    assert v["source"] == [f"pxed-{pxed.__version__}.tar.gz"]
+    install = PKGBUILD.parent / v["install"][0]
+    subprocess.run(["bash", "-n", install], check=True)
+    body = [ln.strip() for ln in install.read_text().splitlines() if not re.fullmatch(r"\w+\(\) \{|\}", ln)]
+    assert all(ln.startswith("echo ") for ln in body), body  # it tells the admin; it enables and starts nothing
+
+
+def test_pkgbuild_build_and_package_install_what_make_install_installs(make_installed: Path, tmp_path: Path) -> None:
+    """build() and package() run as makepkg runs them (srcdir with the `make dist` tarball unpacked,
+    pkgdir empty); `python` is Arch's name for python3."""
+    need_tool("make", "tar")
+    src, pkg, shims = tmp_path / "src", tmp_path / "pkg", tmp_path / "bin"
+    for d in (src, pkg, shims):
+        d.mkdir()
+    tarball = tmp_path / f"pxed-{pxed.__version__}.tar.gz"
+    subprocess.run(["make", "-s", "dist", f"TARBALL={tarball}"], cwd=REPO, check=True)
+    subprocess.run(["tar", "-xzf", tarball, "-C", src], check=True)
+    (shims / "python").symlink_to(sys.executable)
+    script = 'set -e; source "$1"; cd "$srcdir"; build; cd "$srcdir"; package'
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "srcdir": str(src), "pkgdir": str(pkg)}
+    r = subprocess.run(["bash", "-c", script, "bash", PKGBUILD], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    in_pkg, installed = tree(pkg), tree(make_installed)
+    assert in_pkg == installed, f"only in the package: {sorted(in_pkg - installed)}; " \
+                                f"only from make install: {sorted(installed - in_pkg)}"
+
+
+# --- Fedora: the spec, expanded by rpmspec; its %files against make install with Fedora's dirs ----
+
+SPEC = REPO / "packaging/rpm/pxed.spec"
+# Defined on Fedora by systemd-rpm-macros and redhat-rpm-config, which Debian's rpm lacks.
+FEDORA_DIRS = {"_unitdir": "/usr/lib/systemd/system", "_systemdgeneratordir": "/usr/lib/systemd/system-generators",
+               "_sysusersdir": "/usr/lib/sysusers.d", "_tmpfilesdir": "/usr/lib/tmpfiles.d",
+               "bash_completions_dir": "/usr/share/bash-completion/completions"}
+RPMLINT_ACCEPTED = ("no-buildroot-tag",  # Fedora's rpmbuild sets the build root itself
+                    "invalid-url Source0")  # built from `make dist`: no release URL yet
+
+
+def rpmspec(*args: str) -> str:
+    defines = [a for k, v in FEDORA_DIRS.items() for a in ("--define", f"{k} {v}")]
+    r = subprocess.run(["rpmspec", *defines, *args, SPEC], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def spec_files() -> tuple[list[str], list[str]]:
+    """(%files patterns, %dir entries) of the expanded spec; %doc and the -f list are the distro's."""
+    text = rpmspec("-P")
+    body = text[text.index("\n%files"):text.index("\n%changelog")].splitlines()[2:]
+    patterns, dirs = [], []
+    for line in filter(None, (ln.strip() for ln in body)):
+        words = line.split()
+        if words[0] == "%doc":
+            continue
+        if words[0] == "%dir":
+            dirs.append(words[1].lstrip("/"))
+        else:
+            assert words[0].startswith("/") or words[0].startswith("%config"), line
+            patterns.append(words[-1].lstrip("/"))
+    return patterns, dirs
+
+
+def test_spec_metadata_and_rpmlint() -> None:
+    need_tool("rpmspec", "rpmlint")
+    assert rpmspec("-q", "--qf", "%{name} %{version} %{arch}\\n").split() == ["pxed", pxed.__version__, "noarch"]
+    requires = rpmspec("-q", "--requires").splitlines()
+    for dep in ("tftp-server", "syslinux-nonlinux", "syslinux-efi64", "(lighttpd or darkhttpd)"):
+        assert dep in requires, dep
+    text = SPEC.read_text()
+    for scriptlet in ("%systemd_post pxed.socket pxed-pxe.socket pxed.service",
+                      "%systemd_preun pxed.socket pxed-pxe.socket pxed.service",
+                      "%systemd_postun_with_restart pxed.service", "%pyproject_save_files",
+                      "%config(noreplace) %{_sysconfdir}/pxed/pxed.conf"):
+        assert scriptlet in text, scriptlet
+    r = subprocess.run(["rpmlint", SPEC], capture_output=True, text=True)
+    tags = [ln for ln in r.stdout.splitlines() if re.match(r"^pxed\.spec(:\d+)?: [EW]: ", ln)
+            and not any(ok in ln for ok in RPMLINT_ACCEPTED)]
+    assert not tags, r.stdout
+
+
+def test_spec_files_cover_exactly_what_make_install_installs(tmp_path: Path) -> None:
+    need_tool("rpmspec", "make")
+    dest = tmp_path / "root"
+    dirs_args = [f"UNITDIR={FEDORA_DIRS['_unitdir']}", f"GENERATORDIR={FEDORA_DIRS['_systemdgeneratordir']}",
+                 f"BASHCOMPDIR={FEDORA_DIRS['bash_completions_dir']}"]
+    r = subprocess.run(["make", "-s", "install", f"DESTDIR={dest}", "PREFIX=/usr", *dirs_args], cwd=REPO,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    patterns, dirs = spec_files()
+    files = {f for f in tree(dest) if not f.startswith("PYTHON/")}  # those are %{pyproject_files}
+    unmatched = sorted(f for f in files if not any(fnmatch(f.rstrip("/"), p) for p in [*patterns, *dirs]))
+    assert not unmatched, f"installed but not in %files: {unmatched}"
+    unused = [p for p in patterns if not any(fnmatch(f, p) for f in files)]
+    assert not unused, f"in %files but not installed: {unused}"
+    own = sorted({p.relative_to(dest).as_posix() for p in dest.rglob("*pxed*") if p.is_dir()
+                  and not SITE.match(p.relative_to(dest).as_posix() + "/")})
+    assert own == sorted(dirs), "pxed's own directories must be listed with %dir"
