@@ -29,7 +29,7 @@ from pxed.model import BootEntry, Firmware
 DEFAULT_CONFIG_PATH = Path("/etc/pxed/pxed.conf")
 CONFIG_ENV = "PXED_CONFIG"
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
 _BOOT_FILE_RE = re.compile(r"^[A-Za-z0-9._+@/-]{1,127}$")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from pxed.boottree import MenuExtras, extras_of
 from pxed.config import Config
-from pxed.errors import NotFound, ToolError
+from pxed.errors import Busy, Exists, NotFound
 from pxed.images.catalog import Catalog, Detection, ImageRecord, ImageState
+from pxed.images.importer import Request, crashpoint, import_iso
 from pxed.menu import render_menus, write_menus
-from pxed.model import BootEntry
 
 logger = logging.getLogger(__name__)
 
@@ -101,22 +101,24 @@ class Service:
             return RecoveryReport(tuple(removed), tuple(failed))
 
     # ------------------------------------------------------------ menus
-    def entries(self, server: str) -> list[BootEntry]:
-        return [*self._config.entries,
-                *(r.boot_entry(server) for r in self._images if r.state is ImageState.READY)]
+    def _menu_files(self, images: tuple[ImageRecord, ...]) -> dict[str, str] | None:
+        """The menus for ``images`` (raises InvalidArgument), or None while there is no address."""
+        address = self._server_address()
+        if address is None:
+            logger.debug("no server address yet; menus not written")
+            return None
+        port = self._config.http_port
+        server = str(address) if port == 80 else f"{address}:{port}"
+        extras: MenuExtras = extras_of(self._config.boot_root)
+        entries = [*self._config.entries, *(r.boot_entry(server) for r in images if r.state is ImageState.READY)]
+        return render_menus(self._config, entries, address, extras=extras)
 
     def render_menus(self) -> None:
         """Regenerate every menu from config + ready images + the current address (atomic)."""
         with self._lock:
-            address = self._server_address()
-            if address is None:
-                logger.debug("no server address yet; menus not written")
-                return
-            port = self._config.http_port
-            server = str(address) if port == 80 else f"{address}:{port}"
-            extras: MenuExtras = extras_of(self._config.boot_root)
-            files = render_menus(self._config, self.entries(server), address, extras=extras)
-            write_menus(self._config.boot_root, files)
+            files = self._menu_files(self._images)
+            if files is not None:
+                write_menus(self._config.boot_root, files)
 
     def reload(self, config: Config) -> None:
         with self._lock:
@@ -130,16 +132,68 @@ class Service:
                      progress: Callable[[int, int], None] | None = None,
                      cancel: threading.Event | None = None,
                      on_detected: Callable[[Detection], None] | None = None) -> ImageRecord:
-        """Import an ISO from an open file descriptor (the importer is not part of this version)."""
-        raise ToolError("ISO import is not available in this version of pxed",
-                        hint="declare menu entries with [Entry ID] sections in pxed.conf meanwhile")
+        """Import an ISO from an open file descriptor (see :mod:`pxed.images.importer`)."""
+        cfg = self._config
+        req = Request(name=name, title=options.title, memdisk=options.memdisk, allow_memdisk=cfg.image_memdisk,
+                      max_bytes=cfg.image_max_bytes)
+        return import_iso(fd, req, _Store(self), progress=progress, cancel=cancel, on_detected=on_detected)
+
+    def _begin_import(self, record: ImageRecord) -> None:
+        with self._lock:
+            if any(r.id == record.id for r in self._images):
+                raise Exists(f"an image named {record.id!r} already exists",
+                             hint=f"choose another --name or pxectl remove {record.id}")
+            self._save((*self._images, record))
+
+    def _commit_import(self, record: ImageRecord) -> None:
+        with self._lock:
+            images = tuple(record if r.id == record.id else r for r in self._images)
+            files = self._menu_files(images)  # refuses an entry the menus cannot hold, before it is ready
+            self._save(images)
+            crashpoint("committed")
+            if files is not None:
+                write_menus(self._config.boot_root, files)
+
+    def _abort_import(self, image_id: str) -> None:
+        with self._lock:
+            if any(r.id == image_id and r.state is ImageState.IMPORTING for r in self._images):
+                self._save(tuple(r for r in self._images if r.id != image_id))
+
+    def _save(self, images: tuple[ImageRecord, ...]) -> None:
+        self._catalog.save(images)
+        self._images = images
 
     def remove_image(self, name: str) -> ImageRecord:
         """Remove an image: catalog first (the menu stops offering it), then its files."""
         with self._lock:
             record = self.get_image(name)
-            self._catalog.save([r for r in self._images if r.id != name])
-            self._images = tuple(r for r in self._images if r.id != name)
+            if record.state is ImageState.IMPORTING:
+                raise Busy(f"image {name!r} is being imported", hint="wait for the import or cancel it")
+            self._save(tuple(r for r in self._images if r.id != name))
             self.render_menus()
             shutil.rmtree(self.images_dir / name, ignore_errors=True)
             return record
+
+
+class _Store:
+    """The catalog side of an import, for :func:`pxed.images.importer.import_iso`."""
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+
+    @property
+    def staging_dir(self) -> Path:
+        return self._service.staging_dir
+
+    @property
+    def images_dir(self) -> Path:
+        return self._service.images_dir
+
+    def begin(self, record: ImageRecord) -> None:
+        self._service._begin_import(record)
+
+    def commit(self, record: ImageRecord) -> None:
+        self._service._commit_import(record)
+
+    def abort(self, image_id: str) -> None:
+        self._service._abort_import(image_id)

@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -61,18 +59,16 @@ from pxed.errors import (
     Exists,
     InvalidArgument,
     InvalidName,
-    NotAnIso,
     PxedError,
-    TooLarge,
     ToolError,
 )
 from pxed.images.catalog import Detection, ImageRecord
+from pxed.images.importer import check_fd as check_image_fd
 from pxed.service import ImportOptions, Service
 from pxed.tracker import ClientTracker
 
 logger = logging.getLogger(__name__)
 
-MIN_ISO_SIZE = 17 * 2048  # system area + primary volume descriptor + terminator
 PROGRESS_INTERVAL = 0.2  # seconds between Progress updates of a running job
 IMPORT_OPTIONS = {"title": "s", "memdisk": "b"}
 
@@ -430,27 +426,3 @@ def import_options(options: dict[str, Variant]) -> ImportOptions:
     title = option(options, "title", "s")
     memdisk = option(options, "memdisk", "b")
     return ImportOptions(title=title or None, memdisk=memdisk)
-
-
-def check_image_fd(fd: int, max_bytes: int) -> int:
-    """The size of the ISO behind ``fd``; refuse anything but a readable regular file within the limit."""
-    try:
-        st = os.fstat(fd)
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    except OSError as e:
-        raise InvalidArgument(f"unusable file descriptor: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                else "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file")
-        raise InvalidArgument(f"the file descriptor is {kind}, not a regular file",
-                              hint="pass an ISO image file opened for reading")
-    if flags & getattr(os, "O_PATH", 0) or flags & os.O_ACCMODE == os.O_WRONLY:
-        raise InvalidArgument("the file descriptor is not open for reading",
-                              hint="pass an ISO image file opened for reading")
-    if st.st_size > max_bytes:
-        raise TooLarge(f"the ISO has {st.st_size} bytes, more than the limit of {max_bytes}",
-                       hint="raise [Images] MaxSize= in pxed.conf if this is intended")
-    if st.st_size < MIN_ISO_SIZE:
-        raise NotAnIso(f"the file has {st.st_size} bytes, too small for an ISO 9660 image")
-    return st.st_size

@@ -29,8 +29,6 @@ from pxed.config import load_config
 from pxed.dbus.server import DBusServer, RuntimeStatus
 from pxed.service import Service
 from pxed.tracker import ClientTracker
-from tests.dbus.standin_import import importer_missing
-from tests.dbus.standin_import import install as install_standin
 
 
 async def serve(address: str, config_path: Path) -> None:
@@ -42,9 +40,6 @@ async def serve(address: str, config_path: Path) -> None:
 
     service = Service(config, server_address=server_address)
     await asyncio.to_thread(service.recover)
-    if importer_missing(service):
-        logging.getLogger("serve").warning("the service cannot import ISOs yet: using tests/dbus/standin_import.py")
-        install_standin(service)
     throttle = float(os.environ.get("PXED_TEST_THROTTLE", "0"))
     if throttle:  # slow imports down so that tests can watch and cancel them
         real_import = service.import_image

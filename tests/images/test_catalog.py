@@ -72,9 +72,8 @@ def test_recovery_after_a_crash(tmp_path: Path) -> None:
     assert "LABEL arch" in menu and "LABEL half" not in menu  # only ready images are offered
 
 
-def test_remove_image_and_import_refusal(tmp_path: Path) -> None:
-    from pxed.errors import NotFound, ToolError
-    from pxed.service import ImportOptions
+def test_remove_image(tmp_path: Path) -> None:
+    from pxed.errors import NotFound
 
     conf = tmp_path / "pxed.conf"
     conf.write_text(f"[Network]\nInterface=lab0\n[Paths]\nBootRoot={tmp_path}/boot\nStateDirectory={tmp_path}/state\n")
@@ -91,5 +90,3 @@ def test_remove_image_and_import_refusal(tmp_path: Path) -> None:
     assert "LABEL keep" in menu and "LABEL arch" not in menu
     with pytest.raises(NotFound):
         svc.remove_image("arch")
-    with pytest.raises(ToolError, match="not available"):
-        svc.import_image(0, None, ImportOptions())

@@ -1,0 +1,362 @@
+"""Read an ISO 9660 image from an open file descriptor with pycdlib, refusing hostile content.
+
+Names come from Rock Ridge, else Joliet, else ISO 9660 (lower-cased and without ``;1``, as
+Linux shows them).  Every name component is checked (:func:`check_component`): empty, ``.``,
+``..``, ``/``, control characters, invalid UTF-8 or more than 255 bytes drop the entry;
+symlinks, device nodes, FIFOs and sockets are dropped too.  Paths deeper than
+:data:`MAX_DEPTH` or longer than :data:`MAX_PATH` are dropped.  An ISO with more entries
+than ``max_files`` or whose files claim bytes beyond its end is refused.
+
+Bytes are copied with ``os.sendfile`` over ``get_file_byte_extents()``; pycdlib versions
+without it (Debian 12 ships 1.12) fall back to ``get_file_from_iso_fp``.  The caller's fd
+is only ever read with ``pread``/``sendfile`` at explicit offsets, so its file offset,
+which the caller shares, never moves.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import logging
+import os
+import re
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import pycdlib
+
+from pxed.errors import Cancelled, ImageIOError, InvalidImage, NoSpace, NotAnIso, PxedError
+
+logger = logging.getLogger(__name__)
+
+SECTOR = 2048
+MAX_FILES = 200_000
+MAX_DEPTH = 64
+MAX_PATH = 4095
+MAX_COMPONENT = 255
+MAX_TEXT = 64 * 1024
+CHUNK = 1 << 20  # sendfile per call: the granularity of progress and cancel
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029/\\]")
+
+Progress = Callable[[int], None]  # bytes just copied
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A regular file of the ISO under a checked relative path."""
+
+    path: str  # relative, "/"-separated, every component checked
+    size: int
+    source: str  # the path as pycdlib knows it in ``namespace``
+
+
+def check_component(raw: bytes) -> str | None:
+    """The name of one path component, or None when it must be dropped."""
+    if not raw or len(raw) > MAX_COMPONENT:
+        return None
+    try:
+        name = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if name in (".", "..") or _BAD_CHARS.search(name) or not name.isprintable():
+        return None
+    return name
+
+
+class _PreadFile(io.RawIOBase):
+    """A read-only file object over an fd with its own position (pread), for pycdlib."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        super().__init__()
+        self._fd, self._size, self._pos = fd, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buf: Any) -> int:
+        view = memoryview(buf).cast("B")
+        n = os.preadv(self._fd, [view], self._pos) if len(view) else 0
+        self._pos += n
+        return n
+
+
+class IsoReader:
+    """An opened ISO: its label and checked listing; reads and copies its files."""
+
+    def __init__(self, fd: int, size: int, *, max_files: int = MAX_FILES) -> None:
+        self.fd, self.size, self.max_files = fd, size, max_files
+        head = os.pread(fd, 6, 16 * SECTOR)
+        if head[1:6] != b"CD001":
+            raise NotAnIso("no ISO 9660 volume descriptor at sector 16",
+                           hint="pass an ISO 9660 image (.iso), not a disk image or archive")
+        self._iso = pycdlib.PyCdlib()
+        self._fp = io.BufferedReader(_PreadFile(fd, size), 1 << 16)
+        try:
+            self._iso.open_fp(self._fp)
+        except Exception as e:  # pycdlib raises many kinds on broken metadata
+            raise InvalidImage(f"the ISO's metadata cannot be read: {e}",
+                               hint="check the download (sha256sum) and try again") from None
+        if self._iso.has_rock_ridge():
+            self.namespace = "rr_path"
+        elif self._iso.has_joliet():
+            self.namespace = "joliet_path"
+        else:
+            self.namespace = "iso_path"
+        self.label = self._label()
+        self.dropped: list[str] = []
+        self.files: dict[str, Entry] = {}
+        try:
+            self._walk()
+        except (InvalidImage, NotAnIso):
+            raise
+        except Exception as e:
+            raise InvalidImage(f"the ISO's directory tree cannot be read: {e}") from None
+
+    # ------------------------------------------------------------------ context
+    def __enter__(self) -> IsoReader:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self._iso.close()
+        except Exception:  # noqa: BLE001 - closing a half-parsed ISO must not mask the real error
+            pass
+
+    # ------------------------------------------------------------------ listing
+    def _label(self) -> str | None:
+        try:
+            raw = self._iso.pvd.volume_identifier
+        except AttributeError:
+            return None
+        text = raw.decode("ascii", "replace").strip()
+        return text if text and text.isprintable() else None
+
+    def _name(self, rec: Any) -> bytes:
+        if self.namespace == "rr_path" and rec.rock_ridge is not None:
+            return bytes(rec.rock_ridge.name())
+        ident = bytes(rec.file_identifier())
+        if self.namespace == "joliet_path":
+            try:
+                return ident.decode("utf-16-be").encode("utf-8")
+            except UnicodeDecodeError:
+                return b""
+        return ident
+
+    def _iso_name(self, ident: bytes) -> bytes:
+        """ISO 9660 name as Linux shows it: lower case, no ';1', no trailing dot."""
+        name = ident.split(b";", 1)[0]
+        if name.endswith(b".") and len(name) > 1:
+            name = name[:-1]
+        return name.lower()
+
+    def _kind(self, rec: Any) -> str:
+        if rec.is_dir():
+            return "dir"
+        rr = rec.rock_ridge if self.namespace == "rr_path" else None
+        if rr is not None:
+            if rr.is_symlink():
+                return "symlink"
+            mode = rr.get_file_mode() if rr.dr_entries.px_record is not None else stat.S_IFREG
+            if rr.dr_entries.pn_record is not None or (mode and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)):
+                return "special"
+        return "file"
+
+    def _children(self, source: str) -> Iterator[Any]:
+        for rec in self._iso.list_children(**{self.namespace: source or "/"}):
+            if rec is None or rec.is_dot() or rec.is_dotdot():
+                continue
+            yield rec
+
+    def _walk(self) -> None:
+        count = 0
+        seen_dirs: set[int] = set()
+        todo: list[tuple[str, str, int]] = [("", "", 0)]  # (our path, pycdlib path, depth)
+        while todo:
+            path, source, depth = todo.pop()
+            for rec in self._children(source):
+                count += 1
+                if count > self.max_files:
+                    raise InvalidImage(f"the ISO holds more than {self.max_files} entries",
+                                       hint="pxed refuses ISOs with that many files")
+                raw = self._name(rec)
+                src_name = raw.decode("utf-8", "surrogateescape")
+                if self.namespace == "iso_path":
+                    src_name = bytes(rec.file_identifier()).decode("ascii", "surrogateescape")
+                    raw = self._iso_name(raw)
+                name = check_component(raw)
+                shown = f"{path}/{raw!r}" if path else repr(raw)
+                if name is None:
+                    self.dropped.append(f"{shown}: unsafe name")
+                    continue
+                rel = f"{path}/{name}" if path else name
+                kind = self._kind(rec)
+                if len(rel.encode()) > MAX_PATH or depth + 1 > MAX_DEPTH:
+                    self.dropped.append(f"{rel[:80]}...: path too long or too deep")
+                    continue
+                if kind in ("symlink", "special"):
+                    self.dropped.append(f"{rel}: {kind}")
+                    continue
+                child_source = f"{source}/{src_name}"
+                if kind == "dir":
+                    extent = rec.extent_location()
+                    if extent in seen_dirs:
+                        self.dropped.append(f"{rel}: directory seen twice (loop)")
+                        continue
+                    seen_dirs.add(extent)
+                    todo.append((rel, child_source, depth + 1))
+                    continue
+                size = self._size(rec)
+                if rel in self.files:
+                    self.dropped.append(f"{rel}: duplicate name")
+                    continue
+                self.files[rel] = Entry(rel, size, child_source)
+        for d in self.dropped[:20]:
+            logger.info("ISO entry dropped: %s", d)
+
+    def _size(self, rec: Any) -> int:
+        total, r = 0, rec
+        while r is not None:
+            length = int(r.get_data_length())
+            if length and (r.extent_location() * SECTOR + length > self.size):
+                raise InvalidImage(f"a file claims {length} bytes beyond the end of the ISO ({self.size} bytes)",
+                                   hint="the ISO is truncated or forged; download it again")
+            total += length
+            r = getattr(r, "data_continuation", None)
+        return total
+
+    # ------------------------------------------------------------------ data
+    def extents(self, entry: Entry) -> list[tuple[int, int]] | None:
+        """Byte ranges of the file in the ISO, or None when pycdlib cannot say (use :meth:`copy`)."""
+        if entry.size == 0:
+            return []
+        getter = getattr(self._iso, "get_file_byte_extents", None)
+        if getter is None:
+            return None
+        runs = [(int(o), int(n)) for o, n in getter(**{self.namespace: entry.source})]
+        if sum(n for _, n in runs) != entry.size:
+            return None
+        for off, n in runs:
+            if off < 0 or off + n > self.size:
+                raise InvalidImage(f"{entry.path} claims bytes beyond the end of the ISO",
+                                   hint="the ISO is truncated or forged; download it again")
+        return runs
+
+    def read_text(self, path: str, limit: int = MAX_TEXT) -> bytes | None:
+        """A small file's bytes (configuration, version files); None if absent or too large."""
+        entry = self.files.get(path)
+        if entry is None or entry.size > limit:
+            return None
+        runs = self.extents(entry)
+        if runs is not None:
+            return b"".join(os.pread(self.fd, n, off) for off, n in runs)
+        out = io.BytesIO()
+        self._iso.get_file_from_iso_fp(out, **{self.namespace: entry.source})
+        return out.getvalue()[:limit]
+
+    def copy(self, entry: Entry, out_fd: int, *, progress: Progress, cancel: threading.Event | None) -> str:
+        """Copy one file into ``out_fd``; returns its sha256 (hex)."""
+        runs = self.extents(entry)
+        if runs is not None:
+            return copy_ranges(self.fd, runs, out_fd, progress=progress, cancel=cancel)
+        digest = hashlib.sha256()
+        sink = _HashingWriter(out_fd, digest, progress, cancel)
+        writer: Any = sink
+        self._iso.get_file_from_iso_fp(writer, blocksize=1 << 20, **{self.namespace: entry.source})
+        if sink.written != entry.size:
+            raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes")
+        return digest.hexdigest()
+
+
+def write_error(e: OSError) -> PxedError:
+    """The typed error for a failed write into the staging directory."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return NoSpace("the file system of the boot root filled up during the import",
+                       hint="free space there (pxectl remove an old image) and import again")
+    return ImageIOError(f"copy failed: {e.strerror}",
+                        hint="check the disk holding the boot root (dmesg) and import again")
+
+
+class _HashingWriter:
+    def __init__(self, fd: int, digest: Any, progress: Progress, cancel: threading.Event | None) -> None:
+        self.fd, self.digest, self.progress, self.cancel, self.written = fd, digest, progress, cancel, 0
+
+    def write(self, data: bytes) -> int:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("import cancelled")
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as e:
+                raise write_error(e) from None
+            view = view[n:]
+        self.digest.update(data)
+        self.written += len(data)
+        self.progress(len(data))
+        return len(data)
+
+
+def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progress: Progress,
+                cancel: threading.Event | None) -> str:
+    """sendfile ``runs`` of ``in_fd`` to ``out_fd``; sha256 them in a second thread meanwhile."""
+    digest = hashlib.sha256()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def hash_runs() -> None:
+        try:
+            for off, n in runs:
+                end = off + n
+                while off < end and not stop.is_set():
+                    data = os.pread(in_fd, min(4 << 20, end - off), off)
+                    if not data:
+                        raise InvalidImage("the ISO ends before the file does")
+                    digest.update(data)
+                    off += len(data)
+        except BaseException as e:  # re-raised in the copying thread
+            failure.append(e)
+
+    hasher = threading.Thread(target=hash_runs, name="pxed-sha256", daemon=True)
+    hasher.start()
+    try:
+        for off, n in runs:
+            end = off + n
+            while off < end:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("import cancelled")
+                try:
+                    sent = os.sendfile(out_fd, in_fd, off, min(CHUNK, end - off))
+                except OSError as e:
+                    raise write_error(e) from None
+                if sent == 0:
+                    raise InvalidImage("the ISO ends before one of its files does",
+                                       hint="the ISO is truncated or forged; download it again")
+                off += sent
+                progress(sent)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        hasher.join()
+    if failure:
+        raise failure[0]
+    return digest.hexdigest()

@@ -1,0 +1,382 @@
+"""What an ISO is and how it boots over HTTP: layout profiles as data, detection as pure functions.
+
+Input is the ISO's checked listing (relative path → size), a few small text files
+(version files, boot loader configs) and the volume label; output is a
+:class:`~pxed.images.catalog.Detection` naming the files to extract, the kernel, the
+initrds and the command line.  No I/O here, so every rule has a fast unit test.
+
+Command lines may hold ``{server}`` (the pxed address and port, filled in when menus
+are rendered), ``{base}`` (the image's URL path, ``images/<id>``) and ``{iso}`` (the file
+name of the whole ISO, for profiles that serve it too).  See
+``shared/notes/iso-layouts.md`` for the sources of each command line.
+
+Order matters: the first profile whose markers all match wins; then the generic scanner
+of the ISO's own isolinux/syslinux/grub configuration; then (if allowed) memdisk.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from pxed.config import ID_RE, parse_title
+from pxed.images.catalog import Detection
+
+SAFE_PATH = re.compile(r"[A-Za-z0-9._+@=,%~-]+(/[A-Za-z0-9._+@=,%~-]+)*\Z")  # what a menu can name
+MAX_CMDLINE = 1800  # leaves room for BOOTIF and initrd= within syslinux's 2047 bytes
+_VERSION = r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,39}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """Files chosen by globs (one path component per glob component, case-insensitive).
+
+    The first glob with a match gives the file (the first match in sorted order); with
+    ``every`` all matches of all globs are taken (signature sidecars).
+    """
+
+    globs: tuple[str, ...]
+    required: bool = True
+    every: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A command line argument added when a file exists (verification of sidecars)."""
+
+    glob: str
+    arg: str
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    title: str
+    markers: tuple[str, ...]  # globs that must all match
+    kernel: Pick
+    initrds: tuple[Pick, ...] = ()
+    extra: tuple[Pick, ...] = ()  # served beside the kernel: root images and their sidecars
+    cmdline: str = ""
+    flags: tuple[Flag, ...] = ()
+    sysappend: int | None = None
+    label: str | None = None  # a regex the volume label must match (search), if set
+    version_file: str | None = None  # first _VERSION-like word of this file is the version
+    label_version: str | None = None  # regex with one group, on the label, if no version file
+    whole_iso: bool = False  # the ISO itself is served too (as {iso})
+
+
+ARCHISO = Profile(
+    name="archiso", title="Arch Linux",
+    markers=("arch/boot/x86_64/vmlinuz-*", "arch/boot/x86_64/initramfs-*.img"),
+    kernel=Pick(("arch/boot/x86_64/vmlinuz-linux", "arch/boot/x86_64/vmlinuz-*")),
+    # microcode first: the initramfs of ISOs before archiso v77 has none of its own
+    initrds=(Pick(("arch/boot/intel-ucode.img",), required=False), Pick(("arch/boot/amd-ucode.img",), required=False),
+             Pick(("arch/boot/x86_64/initramfs-linux.img", "arch/boot/x86_64/initramfs-*.img"))),
+    extra=(Pick(("arch/x86_64/airootfs.sfs", "arch/x86_64/airootfs.erofs")),
+           Pick(("arch/x86_64/airootfs.sha512", "arch/x86_64/airootfs.*.sig", "arch/version"),
+                required=False, every=True)),
+    cmdline="archisobasedir=arch archiso_http_srv=http://{server}/{base}/ ip=dhcp",
+    flags=(Flag("arch/x86_64/airootfs.sha512", "checksum=y"), Flag("arch/x86_64/airootfs.*.cms.sig", "cms_verify=y"),
+           Flag("arch/x86_64/airootfs.sfs.sig", "verify=y"), Flag("arch/x86_64/airootfs.erofs.sig", "verify=y")),
+    sysappend=2, version_file="arch/version", label_version=r"^ARCH_(\d{6})$",
+)
+
+CLONEZILLA = Profile(
+    name="clonezilla", title="Clonezilla live",
+    markers=("Clonezilla-Live-Version", "live/filesystem.squashfs"),
+    kernel=Pick(("live/vmlinuz", "live/vmlinuz*")),
+    initrds=(Pick(("live/initrd.img", "live/initrd.img*")),),
+    extra=(Pick(("live/filesystem.squashfs",)),),
+    cmdline="boot=live username=user union=overlay config components noswap edd=on nomodeset locales= "
+            "keyboard-layouts= ocs_live_run=\"ocs-live-general\" ocs_live_extra_param=\"\" ocs_live_batch=no "
+            "net.ifnames=0 nosplash noprompt fetch=http://{server}/{base}/live/filesystem.squashfs",
+    sysappend=2, version_file="Clonezilla-Live-Version",
+)
+
+DEBIAN_LIVE = Profile(
+    name="debian-live", title="Debian live",
+    markers=("live/filesystem.squashfs", "live/vmlinuz*", "live/initrd*"),
+    kernel=Pick(("live/vmlinuz", "live/vmlinuz*")),
+    initrds=(Pick(("live/initrd.img", "live/initrd.img*", "live/initrd*")),),
+    extra=(Pick(("live/filesystem.squashfs",)),),
+    cmdline="boot=live components fetch=http://{server}/{base}/live/filesystem.squashfs",
+    sysappend=2, label_version=r"^d-live ([0-9][0-9.]*)",
+)
+
+UBUNTU = Profile(
+    name="ubuntu-casper", title="Ubuntu live",
+    markers=("casper/vmlinuz*", "casper/initrd*", "casper/filesystem.squashfs"),
+    kernel=Pick(("casper/vmlinuz", "casper/vmlinuz.efi", "casper/vmlinuz*")),
+    initrds=(Pick(("casper/initrd", "casper/initrd.lz", "casper/initrd.gz", "casper/initrd*")),),
+    extra=(Pick(("casper/filesystem.squashfs",)),),
+    cmdline="boot=casper netboot=url url=http://{server}/{base}/casper/filesystem.squashfs ip=dhcp",
+    sysappend=2, label_version=r"^Ubuntu[A-Za-z -]* ([0-9][0-9.]*)",
+)
+
+# Newer Ubuntu ISOs (server installer, layered squashfs): casper loads the whole ISO into RAM.
+UBUNTU_ISO = Profile(
+    name="ubuntu-casper-iso", title="Ubuntu",
+    markers=("casper/vmlinuz*", "casper/initrd*"),
+    kernel=UBUNTU.kernel, initrds=UBUNTU.initrds,
+    cmdline="boot=casper root=/dev/ram0 ramdisk_size=1500000 cloud-config-url=/dev/null ip=dhcp "
+            "url=http://{server}/{base}/{iso}",
+    sysappend=2, label_version=UBUNTU.label_version, whole_iso=True,
+)
+
+FEDORA_LIVE = Profile(
+    name="fedora-live", title="Fedora live",
+    markers=("LiveOS/squashfs.img",),
+    kernel=Pick(("images/pxeboot/vmlinuz", "isolinux/vmlinuz", "boot/x86_64/loader/linux")),
+    initrds=(Pick(("images/pxeboot/initrd.img", "isolinux/initrd.img", "boot/x86_64/loader/initrd")),),
+    extra=(Pick(("LiveOS/squashfs.img",)),),
+    cmdline="root=live:http://{server}/{base}/LiveOS/squashfs.img rd.live.image ip=dhcp rd.neednet=1 ro "
+            "rd.lvm=0 rd.luks=0 rd.md=0 rd.dm=0",
+    sysappend=2, label_version=r"-(\d+)(?:-[\d.]+)*$",
+)
+
+MEMTEST = Profile(
+    name="memtest86+", title="Memtest86+",
+    markers=(),
+    kernel=Pick(("boot/memtest86+/memtest", "boot/memtest.bin", "boot/memtest86+.bin", "boot/memtest", "memtest.bin",
+                 "memtest86+.bin", "memtest", "isolinux/memtest", "boot/memtest*.bin")),
+    label=r"(?i)memtest|mt86", label_version=r"(?i)mt86plus_?v?(\d+\.\d+[\d.]*)",
+)
+
+PROFILES: tuple[Profile, ...] = (ARCHISO, CLONEZILLA, DEBIAN_LIVE, UBUNTU, UBUNTU_ISO, FEDORA_LIVE, MEMTEST)
+
+# Where the generic scanner looks for the ISO's own boot loader configuration.
+CONFIG_GLOBS: tuple[str, ...] = (
+    "isolinux/*.cfg", "isolinux.cfg", "syslinux/*.cfg", "syslinux.cfg", "boot/isolinux/*.cfg",
+    "boot/syslinux/*.cfg", "boot/grub/grub.cfg", "boot/grub/*.cfg", "EFI/BOOT/grub.cfg", "EFI/boot/grub.cfg",
+)
+MAX_CONFIGS = 32
+
+
+# ------------------------------------------------------------------------------ matching
+
+
+def _match(glob: str, path: str) -> bool:
+    g, p = glob.lower().split("/"), path.lower().split("/")
+    return len(g) == len(p) and all(fnmatch.fnmatchcase(pc, gc) for gc, pc in zip(g, p, strict=True))
+
+
+def matches(glob: str, paths: Iterable[str]) -> list[str]:
+    return sorted(p for p in paths if _match(glob, p))
+
+
+def _pick(pick: Pick, paths: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for g in pick.globs:
+        m = matches(g, paths)
+        if m and not pick.every:
+            return m[:1]
+        found += [x for x in m if x not in found]
+    return found
+
+
+def _version(profile: Profile, texts: Mapping[str, bytes], paths: Sequence[str], label: str | None) -> str | None:
+    if profile.version_file:
+        for p in matches(profile.version_file, paths):
+            text = texts.get(p, b"").decode("utf-8", "replace")
+            m = re.search(_VERSION, text)
+            if m:
+                return m.group(0)
+    if profile.label_version and label:
+        m = re.search(profile.label_version, label)
+        if m and re.fullmatch(_VERSION, m.group(1)):
+            return m.group(1)
+    return None
+
+
+def texts_wanted(paths: Iterable[str]) -> list[str]:
+    """The small files :func:`detect` wants to read: version files and boot loader configs."""
+    paths = list(paths)
+    want = [p for prof in PROFILES if prof.version_file for p in matches(prof.version_file, paths)]
+    for g in CONFIG_GLOBS:
+        want += [p for p in matches(g, paths) if p not in want]
+    return want[:MAX_CONFIGS + len(PROFILES)]
+
+
+def _apply(profile: Profile, listing: Mapping[str, int], texts: Mapping[str, bytes],
+           label: str | None) -> Detection | None:
+    paths = sorted(listing)
+    if profile.label and not (label and re.search(profile.label, label)):
+        return None
+    if not all(matches(m, paths) for m in profile.markers):
+        return None
+    kernel = _pick(profile.kernel, paths)
+    if not kernel:
+        return None
+    initrds: list[str] = []
+    for pick in profile.initrds:
+        got = _pick(pick, paths)
+        if pick.required and not got:
+            return None
+        initrds += got
+    extra: list[str] = []
+    for pick in profile.extra:
+        got = _pick(pick, paths)
+        if pick.required and not got:
+            return None
+        extra += [x for x in got if x not in extra]
+    files = [kernel[0], *initrds, *extra]
+    if not all(SAFE_PATH.match(f) for f in files):
+        return None
+    args = [profile.cmdline] if profile.cmdline else []
+    args += [f.arg for f in profile.flags if matches(f.glob, paths) and f.arg not in args]
+    return Detection(profile=profile.name, version=_version(profile, texts, paths, label), label=label,
+                     files=tuple(files), kernel=kernel[0], initrds=tuple(initrds), cmdline=" ".join(args),
+                     sysappend=profile.sysappend)
+
+
+def detect(listing: Mapping[str, int], texts: Mapping[str, bytes], label: str | None) -> Detection | None:
+    """The first profile that fits, else the ISO's own boot config, else None (unknown layout)."""
+    for profile in PROFILES:
+        det = _apply(profile, listing, texts, label)
+        if det is not None:
+            return det
+    return scan_configs(listing, texts, label)
+
+
+def whole_iso(det: Detection) -> bool:
+    """Whether the ISO itself must be served too (memdisk, or a profile that boots from it)."""
+    return det.memdisk or "{iso}" in det.cmdline
+
+
+def memdisk(label: str | None) -> Detection:
+    return Detection(profile="memdisk", label=label, memdisk=True)
+
+
+def title_of(det: Detection) -> str:
+    prof = {p.name: p.title for p in PROFILES}.get(det.profile)
+    if prof:
+        return f"{prof} {det.version}" if det.version else prof
+    try:
+        return parse_title(det.label) if det.label else ""
+    except ValueError:
+        return ""
+
+
+def name_from_label(label: str | None) -> str | None:
+    """An image id made from a volume label ("ARCH_202611" → "arch_202611"), or None."""
+    if not label:
+        return None
+    name = re.sub(r"[^a-z0-9._-]+", "-", label.lower()).strip("-._")[:63].rstrip("-._")
+    return name if ID_RE.match(name) else None
+
+
+# ------------------------------------------------------------------------------ generic scanner
+
+
+@dataclass(frozen=True, slots=True)
+class BootStanza:
+    kernel: str
+    initrds: tuple[str, ...]
+    append: str
+
+
+def _resolve(ref: str, base_dir: str, listing: Mapping[str, int]) -> str | None:
+    """A path named by a config, inside the ISO and present in the listing, or None."""
+    ref = ref.strip().strip('"')
+    if not ref or "$" in ref or "\\" in ref:
+        return None
+    joined = posixpath.normpath(ref.lstrip("/") if ref.startswith("/") else posixpath.join(base_dir, ref))
+    if joined.startswith("../") or joined in ("..", ".") or joined.startswith("/"):
+        return None
+    lower = {p.lower(): p for p in listing}
+    return joined if joined in listing else lower.get(joined.lower())
+
+
+def _syslinux_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
+    """(kernel, initrd list, append) per LABEL, DEFAULT's label first."""
+    stanzas: dict[str, dict[str, str]] = {}
+    order: list[str] = []
+    default = None
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        words = raw.strip().split(None, 1)
+        if not words:
+            continue
+        key, rest = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
+        if key == "default":
+            default = rest.split()[0] if rest else None
+        elif key == "label":
+            current = stanzas.setdefault(rest, {})
+            order.append(rest)
+        elif current is not None and key in ("kernel", "linux"):
+            current["kernel"] = rest.split()[0] if rest else ""
+        elif current is not None and key == "initrd":
+            current["initrd"] = rest
+        elif current is not None and key == "append":
+            current["append"] = rest
+    if default in stanzas:
+        order.remove(default)
+        order.insert(0, default)
+    for name in order:
+        s = stanzas[name]
+        append = s.get("append", "")
+        initrd = s.get("initrd", "")
+        kept = []
+        for word in append.split():
+            if word.startswith("initrd="):
+                initrd = initrd or word[len("initrd="):]
+            else:
+                kept.append(word)
+        yield s.get("kernel", ""), initrd.replace(",", " "), " ".join(kept)
+
+
+def _grub_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
+    kernel, append = "", ""
+    for raw in text.splitlines():
+        try:
+            words = shlex.split(raw, comments=True)
+        except ValueError:
+            continue
+        if not words:
+            continue
+        if words[0] in ("menuentry", "submenu"):
+            kernel, append = "", ""
+        elif words[0] in ("linux", "linuxefi", "linux16") and len(words) > 1:
+            kernel, append = words[1], " ".join(words[2:])
+        elif words[0] in ("initrd", "initrdefi", "initrd16") and kernel:
+            yield kernel, " ".join(words[1:]), append
+
+
+def _stanzas(path: str, text: str) -> Iterable[tuple[str, str, str]]:
+    return _grub_stanzas(text) if path.lower().endswith("grub.cfg") or "/grub/" in path.lower() \
+        else _syslinux_stanzas(text)
+
+
+def scan_configs(listing: Mapping[str, int], texts: Mapping[str, bytes], label: str | None) -> Detection | None:
+    """The first boot entry of the ISO's own config with a kernel and an initrd that both exist.
+
+    Syslinux paths are relative to the config's directory, or absolute from the ISO root;
+    ``$variables``, ``..`` out of the ISO, and paths a menu cannot name are refused.  A
+    kernel without an initrd (iPXE, a memory tester, a chainloader) is not taken: such
+    ISOs boot better whole, through memdisk.
+    """
+    for cfg in [p for g in CONFIG_GLOBS for p in matches(g, listing)]:
+        if cfg not in texts:
+            continue
+        text = texts[cfg].decode("utf-8", "replace")
+        base = posixpath.dirname(cfg)
+        for kref, iref, append in _stanzas(cfg, text):
+            kernel = _resolve(kref, base, listing) if kref else None
+            if kernel is None or kernel.lower().endswith((".c32", ".com", ".0", ".bin", ".efi")) \
+                    or posixpath.basename(kernel.lower()) in ("memdisk", "pxelinux.0"):
+                continue
+            initrds = [_resolve(r, base, listing) for r in iref.split()]
+            if not initrds or any(i is None for i in initrds):
+                continue
+            got = (kernel, *[i for i in initrds if i is not None])
+            words = [w for w in append.split() if "$" not in w and not w.startswith("BOOT_IMAGE=")]
+            cmdline = " ".join(words)
+            if not all(SAFE_PATH.match(f) for f in got) or len(cmdline) > MAX_CMDLINE or not cmdline.isprintable():
+                continue
+            return Detection(profile="generic", label=label, files=got, kernel=kernel, initrds=got[1:],
+                             cmdline=cmdline)
+    return None

@@ -1,0 +1,141 @@
+"""Fixture ISOs with the real layouts of the distributions pxed imports, built with xorriso.
+
+Contents are small random files under each distribution's real paths (sizes chosen so
+that copies are checked byte for byte), plus the real version and boot config files the
+detector reads.  ``hostile_*`` helpers build or patch ISOs the importer must refuse or
+sanitise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+KIB = 1024
+
+# layout name → (volume label, {path: bytes or a size of random bytes})
+LAYOUTS: dict[str, tuple[str, dict[str, bytes | int]]] = {
+    "archiso": ("ARCH_202611", {
+        "arch/boot/x86_64/vmlinuz-linux": 300 * KIB,
+        "arch/boot/x86_64/initramfs-linux.img": 700 * KIB,
+        "arch/boot/intel-ucode.img": 20 * KIB,
+        "arch/boot/amd-ucode.img": 10 * KIB,
+        "arch/boot/memtest86+/memtest": 10 * KIB,
+        "arch/x86_64/airootfs.sfs": 2048 * KIB,
+        "arch/x86_64/airootfs.sha512": b"0" * 128 + b"  airootfs.sfs\n",
+        "arch/x86_64/airootfs.sfs.cms.sig": 2 * KIB,
+        "arch/version": b"2026.11.01\n",
+        "arch/pkglist.x86_64.txt": b"linux 6.12\n",
+        "boot/syslinux/syslinux.cfg": b"DEFAULT arch\nLABEL arch\n  LINUX /arch/boot/x86_64/vmlinuz-linux\n"
+                                      b"  INITRD /arch/boot/x86_64/initramfs-linux.img\n"
+                                      b"  APPEND archisobasedir=arch archisosearchuuid=2026-11-01-00-00-00-00\n",
+        "EFI/BOOT/BOOTx64.EFI": 4 * KIB,
+        "loader/entries/01-archiso-x86_64-linux.conf": b"title Arch\nlinux /arch/boot/x86_64/vmlinuz-linux\n",
+    }),
+    "clonezilla": ("3-1-2-22-AMD64", {
+        "Clonezilla-Live-Version": b"clonezilla-live-3.1.2-22-amd64\n",
+        "live/vmlinuz": 300 * KIB,
+        "live/initrd.img": 600 * KIB,
+        "live/filesystem.squashfs": 1024 * KIB,
+        "live/filesystem.packages": b"drbl\npartclone\n",
+        "syslinux/syslinux.cfg": b"default vesamenu.c32\nlabel Clonezilla live\n  kernel /live/vmlinuz\n"
+                                 b"  append initrd=/live/initrd.img boot=live union=overlay\n",
+        "GPL": b"GNU GENERAL PUBLIC LICENSE\n",
+    }),
+    "debian-live": ("d-live 12.5.0 xf amd64", {
+        "live/vmlinuz-6.1.0-18-amd64": 300 * KIB,
+        "live/initrd.img-6.1.0-18-amd64": 600 * KIB,
+        "live/filesystem.squashfs": 1024 * KIB,
+        ".disk/info": b"Debian GNU/Linux 12.5.0 \"Bookworm\" - Official amd64 LIVE\n",
+        "isolinux/isolinux.cfg": b"include menu.cfg\ndefault vesamenu.c32\n",
+        "isolinux/menu.cfg": b"label live\n  kernel /live/vmlinuz-6.1.0-18-amd64\n"
+                             b"  append initrd=/live/initrd.img-6.1.0-18-amd64 boot=live components quiet splash\n",
+    }),
+    "ubuntu-casper": ("Ubuntu 22.04.4 LTS amd64", {
+        "casper/vmlinuz": 300 * KIB,
+        "casper/initrd": 600 * KIB,
+        "casper/filesystem.squashfs": 1024 * KIB,
+        "casper/filesystem.manifest": b"bash 5.1\n",
+        ".disk/info": b"Ubuntu 22.04.4 LTS \"Jammy Jellyfish\" - Release amd64 (20240220)\n",
+        "boot/grub/grub.cfg": b"menuentry \"Try Ubuntu\" {\n  linux /casper/vmlinuz file=/cdrom/preseed/ubuntu.seed"
+                              b" maybe-ubiquity quiet splash ---\n  initrd /casper/initrd\n}\n",
+    }),
+    "ubuntu-casper-iso": ("Ubuntu-Server 24.04.1 LTS amd64", {
+        "casper/vmlinuz": 300 * KIB,
+        "casper/initrd": 600 * KIB,
+        "casper/ubuntu-server-minimal.squashfs": 512 * KIB,
+        "casper/ubuntu-server-minimal.ubuntu-server.squashfs": 256 * KIB,
+        "boot/grub/grub.cfg": b"menuentry \"Try or Install Ubuntu Server\" {\n  set gfxpayload=keep\n"
+                              b"  linux /casper/vmlinuz  ---\n  initrd /casper/initrd\n}\n",
+    }),
+    "fedora-live": ("Fedora-WS-Live-39-1-5", {
+        "images/pxeboot/vmlinuz": 300 * KIB,
+        "images/pxeboot/initrd.img": 800 * KIB,
+        "LiveOS/squashfs.img": 1024 * KIB,
+        "isolinux/isolinux.cfg": b"label linux\n  kernel vmlinuz\n  append initrd=initrd.img "
+                                 b"root=live:CDLABEL=Fedora-WS-Live-39-1-5 rd.live.image quiet rhgb\n",
+        "isolinux/vmlinuz": 300 * KIB,
+        "isolinux/initrd.img": 800 * KIB,
+    }),
+    "memtest86+": ("MT86PLUS_64", {
+        "boot/memtest.bin": Path("/boot/memtest86+x64.bin").read_bytes()
+        if Path("/boot/memtest86+x64.bin").exists() else 140 * KIB,
+        "EFI/BOOT/BOOTX64.EFI": 4 * KIB,
+    }),
+    "generic": ("TINYCORE", {
+        "boot/vmlinuz": 300 * KIB,
+        "boot/core.gz": 500 * KIB,
+        "boot/isolinux/isolinux.cfg": b"DEFAULT tc\nLABEL tc\n  KERNEL /boot/vmlinuz\n"
+                                      b"  INITRD /boot/core.gz\n  APPEND quiet loglevel=3 vga=791\n",
+        "cde/onboot.lst": b"\n",
+    }),
+    "generic-grub": ("SOMELINUX_1_0", {
+        "kernels/linux": 200 * KIB,
+        "kernels/initramfs.cpio.gz": 300 * KIB,
+        "boot/grub/grub.cfg": b"set default=0\nmenuentry 'Some Linux' {\n  linux /kernels/linux console=ttyS0 "
+                              b"rdinit=/init $extra\n  initrd /kernels/initramfs.cpio.gz\n}\n",
+    }),
+    "unknown": ("DATA_DISC", {
+        "README.TXT": b"just data\n",
+        "data/blob.bin": 256 * KIB,
+    }),
+}
+
+
+def write_tree(root: Path, files: Mapping[str, bytes | int]) -> dict[str, bytes]:
+    """Write the files under ``root``; returns the bytes of each (random ones included)."""
+    out: dict[str, bytes] = {}
+    for rel, content in files.items():
+        data = os.urandom(content) if isinstance(content, int) else content
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        out[rel] = data
+    return out
+
+
+def xorriso(tree: Path, iso: Path, label: str, *extra: str) -> Path:
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-joliet-long", "-V", label,
+                    *extra, "-o", os.fspath(iso), os.fspath(tree)], check=True, capture_output=True)
+    os.chmod(iso, 0o644)
+    return iso
+
+
+def build(layout: str, workdir: Path) -> tuple[Path, dict[str, bytes]]:
+    """The ISO of ``layout`` and the bytes of every file in it."""
+    label, files = LAYOUTS[layout]
+    tree = workdir / f"{layout}.tree"
+    contents = write_tree(tree, files)
+    return xorriso(tree, workdir / f"{layout}.iso", label), contents
+
+
+def patch(iso: Path, old: bytes, new: bytes, *, count: int | None = None) -> int:
+    """Replace same-length byte strings in an ISO (names in directory records); returns how many."""
+    assert len(old) == len(new)
+    data = iso.read_bytes()
+    n = data.count(old)
+    assert n, f"{old!r} not found in {iso}"
+    iso.write_bytes(data.replace(old, new, count if count is not None else -1))
+    return n if count is None else min(n, count)
