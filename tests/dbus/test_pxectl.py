@@ -133,7 +133,9 @@ def test_access_denied_as_nobody(pxed: PxedOnBus) -> None:
     """The real pxectl as an unprivileged user (imports done as root, then privileges dropped)."""
     iso = make_iso(pxed.bus.dir / "n.iso")
     assert pxed.pxectl("add", str(iso), "--name", "kept").returncode == 0
-    code = ("import os, sys, pxed.cli\n"
+    # this interpreter lives under /root, which nobody cannot read: import what argparse
+    # imports lazily (shutil) before dropping privileges
+    code = ("import os, shutil, sys, pxed.cli\n"
             "os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)\n"
             "raise SystemExit(pxed.cli.main(sys.argv[1:]))\n")
     for argv, text in ((["remove", "kept"], "not authorized to remove images"),
