@@ -93,6 +93,7 @@ def test_generated_units_verify_and_score(tmp_path: Path) -> None:
     assert "--secure" in exec_start and " -c" not in exec_start and "--create" not in exec_start
     assert "ReadOnlyPaths=/srv/pxed" in tftp
     assert "User=pxed-tftp" in tftp and "RestrictNetworkInterfaces=eth0" in tftp
+    assert "Conflicts=tftpd-hpa.service " in tftp  # Debian starts its own in.tftpd on port 69
     conf = (out / "pxed-http.conf").read_text()
     assert 'server.document-root = "/srv/pxed"' in conf and 'follow-symlink = "disable"' in conf
     assert "server.port = 8080" in conf
