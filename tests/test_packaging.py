@@ -116,7 +116,7 @@ def test_deb_layout_and_metadata(deb: Deb) -> None:
                  "dbus-1/interfaces/org.pxed.Pxed1.Manager.xml", "dbus-1/interfaces/org.pxed.Pxed1.Job.xml",
                  "polkit-1/actions/org.pxed.Pxed1.policy", "polkit-1/rules.d/50-pxed.rules",
                  "man/man1/pxectl.1.gz", "man/man5/pxed.conf.5.gz", "man/man8/pxed.8.gz",
-                 "man/man8/pxed-generator.8.gz", "bash-completion/completions/pxectl"):
+                 "man/man8/pxed-generator.8.gz", "bash-completion/completions/pxectl", "doc/pxed/README.Debian"):
         assert (root / "usr/share" / name).exists(), name
     for kind in ("sysusers.d", "tmpfiles.d"):
         shipped = (REPO / "packaging" / kind / "pxed.conf").read_bytes()
