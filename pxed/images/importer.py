@@ -116,6 +116,9 @@ def reserve_bytes(fs_size: int) -> int:
 
 
 def check_space(directory: Path, needed: int) -> None:
+    """Refuse unless ``needed`` bytes and the reserve are free on ``directory``'s file system."""
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
     st = os.statvfs(directory)
     free, reserve = st.f_bavail * st.f_frsize, reserve_bytes(st.f_blocks * st.f_frsize)
     if free < needed + reserve:
@@ -179,12 +182,12 @@ def import_iso(fd: int, req: Request, store: Store, *,
             raise InvalidImage(f"the files to extract add up to {from_iso} bytes, more than the ISO's {size}",
                                hint="the ISO is forged; pxed refuses it")
         needed = from_iso + (size if whole else 0)
+        check_space(store.staging_dir, needed)
         try:
             store.staging_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             store.images_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         except OSError as e:
             raise write_error(e) from None
-        check_space(store.staging_dir, needed)
         if cancel is not None and cancel.is_set():
             raise Cancelled("import cancelled")
         record = ImageRecord(id=name, title=title, state=ImageState.IMPORTING, detection=det, size=needed,

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import stat
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,10 +102,15 @@ class IsoReader:
 
     def __init__(self, fd: int, size: int, *, max_files: int = MAX_FILES) -> None:
         self.fd, self.size, self.max_files = fd, size, max_files
-        head = os.pread(fd, 6, 16 * SECTOR)
-        if head[1:6] != b"CD001":
+        pvd = os.pread(fd, SECTOR, 16 * SECTOR)
+        if pvd[1:6] != b"CD001" or len(pvd) < SECTOR:
             raise NotAnIso("no ISO 9660 volume descriptor at sector 16",
                            hint="pass an ISO 9660 image (.iso), not a disk image or archive")
+        declared = struct.unpack_from("<I", pvd, 80)[0] * struct.unpack_from("<H", pvd, 128)[0]
+        if declared > size:
+            raise InvalidImage(f"the ISO declares {declared} bytes but holds only {size}",
+                               hint="the ISO is truncated; download it again")
+        self._dirs: dict[int, dict[tuple[int, bytes], int]] = {}
         self._iso = pycdlib.PyCdlib()
         self._fp = io.BufferedReader(_PreadFile(fd, size), 1 << 16)
         try:
@@ -232,12 +238,37 @@ class IsoReader:
         for d in self.dropped[:20]:
             logger.info("ISO entry dropped: %s", d)
 
+    def _claimed(self, rec: Any) -> int:
+        """The length the directory record on disk claims (pycdlib clamps it to the end of the ISO)."""
+        parent = rec.parent
+        if parent is None:
+            return int(rec.get_data_length())
+        where = parent.extent_location()
+        table = self._dirs.get(where)
+        if table is None:
+            table = {}
+            raw = os.pread(self.fd, min(int(parent.get_data_length()), 16 << 20), where * SECTOR)
+            pos = 0
+            while pos + 33 <= len(raw):
+                n = raw[pos]
+                if n == 0:  # records do not cross sectors: the rest of this one is padding
+                    pos = (pos // SECTOR + 1) * SECTOR
+                    continue
+                if n < 34 or pos + n > len(raw):
+                    break
+                ident = bytes(raw[pos + 33:pos + 33 + raw[pos + 32]])
+                table[(struct.unpack_from("<I", raw, pos + 2)[0], ident)] = struct.unpack_from("<I", raw, pos + 10)[0]
+                pos += n
+            self._dirs[where] = table
+        return table.get((rec.extent_location(), bytes(rec.file_identifier())), int(rec.get_data_length()))
+
     def _size(self, rec: Any) -> int:
         total, r = 0, rec
         while r is not None:
             length = int(r.get_data_length())
-            if length and (r.extent_location() * SECTOR + length > self.size):
-                raise InvalidImage(f"a file claims {length} bytes beyond the end of the ISO ({self.size} bytes)",
+            claimed = max(length, self._claimed(r))
+            if length < 0 or (claimed and r.extent_location() * SECTOR + claimed > self.size):
+                raise InvalidImage(f"a file claims {claimed} bytes beyond the end of the ISO ({self.size} bytes)",
                                    hint="the ISO is truncated or forged; download it again")
             total += length
             r = getattr(r, "data_continuation", None)

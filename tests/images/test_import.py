@@ -16,6 +16,7 @@ from pxed.errors import (
     Exists,
     InvalidArgument,
     InvalidName,
+    NoSpace,
     NotAnIso,
     TooLarge,
     UnknownLayout,
@@ -240,3 +241,22 @@ def test_fallback_copy_without_byte_extents(env: Env, tmp_path: Path, monkeypatc
     env.assert_complete(rec)
     assert (env.boot / "images" / rec.id / "arch/x86_64/airootfs.sfs").read_bytes() == \
         contents["arch/x86_64/airootfs.sfs"]
+
+
+def test_no_space_is_refused_before_writing(tmp_path: Path) -> None:
+    need(os.geteuid() == 0, "mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0755", "pxed-test", os.fspath(small)], check=True)
+    try:
+        env = make_env(small / "pxed")
+        iso, _ = isos.build("archiso", tmp_path)
+        before = env.tree()
+        with pytest.raises(NoSpace) as e:
+            env.add(iso)
+        assert "pxectl remove" in str(e.value) and env.tree() == before and env.catalog() == ()
+        env.assert_no_leftovers()
+        gen, _ = isos.build("generic", tmp_path)  # 800 KiB: fits
+        env.assert_complete(env.add(gen))
+    finally:
+        subprocess.run(["umount", os.fspath(small)], check=True)

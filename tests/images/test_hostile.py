@@ -1,0 +1,267 @@
+"""Hostile ISOs: every kind is refused with a typed error or sanitised, and nothing is left behind.
+
+Sanitised means the hostile entries are dropped while reading (IsoReader.dropped says why),
+the rest imports, and the only new paths are the image's own recorded files.  Refused
+means a typed error, the catalog unchanged, no staging leftovers, no new files at all.
+Nothing is ever created outside the image directory (the tree of the whole test root is
+compared before and after, and the names the ISOs aim at are checked at /).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import pycdlib
+import pytest
+
+from pxed.errors import ImageError, InvalidImage, NotAnIso, PxedError, UnknownLayout
+from pxed.images.importer import Request, import_iso
+from pxed.images.iso import IsoReader
+from pxed.service import _Store
+from tests.images import isos
+from tests.images.conftest import Env, make_env
+
+GENERIC = isos.LAYOUTS["generic"][1]
+TEXT_GENERIC = {k: (v if isinstance(v, bytes) else b"k" * v) for k, v in GENERIC.items()}  # no random bytes to patch
+
+
+def _both(n: int) -> bytes:
+    """A 32-bit number as ISO 9660 stores it: little-endian then big-endian."""
+    return struct.pack("<I", n) + struct.pack(">I", n)
+
+
+def _rr(name: bytes) -> bytes:
+    return b"NM" + bytes([5 + len(name), 1, 0]) + name
+
+
+def _tree_iso(tmp: Path, files: dict[str, bytes], *, norock: bool = False, label: str = "TINYCORE") -> Path:
+    tree = tmp / "tree"
+    isos.write_tree(tree, files)
+    if norock:
+        import subprocess
+
+        iso = tmp / "h.iso"
+        subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "--norock", "-J", "-joliet-long", "-V", label,
+                        "-o", os.fspath(iso), os.fspath(tree)], check=True, capture_output=True)
+        return iso
+    return isos.xorriso(tree, tmp / "h.iso", label)
+
+
+def rr_names(*pairs: tuple[bytes, bytes]) -> Callable[[Path], Path]:
+    """Rock Ridge names patched after the build: the name check sees exactly these bytes."""
+    def build(tmp: Path) -> Path:
+        files = dict(TEXT_GENERIC)
+        for old, _ in pairs:
+            files[f"x/{old.decode()}"] = b"payload\n"
+        iso = _tree_iso(tmp, files)
+        for old, new in pairs:
+            isos.patch(iso, _rr(old), _rr(new))
+        return iso
+    return build
+
+
+def joliet_names(tmp: Path) -> Path:
+    files = {**TEXT_GENERIC, "x/jjjj": b"a\n", "x/kkkkkk": b"b\n"}
+    iso = _tree_iso(tmp, files, norock=True)
+    isos.patch(iso, "jjjj".encode("utf-16-be"), "../j".encode("utf-16-be"))
+    isos.patch(iso, "kkkkkk".encode("utf-16-be"), "/etc/k".encode("utf-16-be"))
+    return iso
+
+
+def links_and_nodes(tmp: Path) -> Path:
+    tree = tmp / "tree"
+    isos.write_tree(tree, TEXT_GENERIC)
+    (tree / "x").mkdir()
+    os.symlink("/etc/passwd", tree / "x/abs")
+    os.symlink("../../../../../../etc", tree / "x/rel")
+    os.symlink("/etc", tree / "x/dirlink")
+    os.symlink("../boot/vmlinuz", tree / "x/inside")
+    os.mknod(tree / "x/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(tree / "x/blk", 0o600 | stat.S_IFBLK, os.makedev(7, 0))
+    os.mkfifo(tree / "x/fifo")
+    return isos.xorriso(tree, tmp / "h.iso", "TINYCORE")
+
+
+def kernel_is_a_symlink(tmp: Path) -> Path:
+    tree = tmp / "tree"
+    isos.write_tree(tree, {k: v for k, v in TEXT_GENERIC.items() if k != "boot/vmlinuz"})
+    os.symlink("/etc/passwd", tree / "boot/vmlinuz")
+    return isos.xorriso(tree, tmp / "h.iso", "TINYCORE")
+
+
+def config_escapes(tmp: Path) -> Path:
+    files = dict(TEXT_GENERIC)
+    files["boot/isolinux/isolinux.cfg"] = (b"LABEL x\n KERNEL ../../../../../etc/passwd\n"
+                                           b" APPEND initrd=/../../boot/core.gz\n")
+    return _tree_iso(tmp, files)
+
+
+def _pycdlib_iso(tmp: Path, build: Callable[[pycdlib.PyCdlib], None]) -> Path:
+    iso = pycdlib.PyCdlib()
+    iso.new(interchange_level=4, rock_ridge="1.09", vol_ident="TINYCORE")
+    for path, data in (("/BOOT", None), ("/BOOT/VMLINUZ.;1", b"k" * 3000), ("/BOOT/CORE.GZ;1", b"i" * 3000),
+                       ("/BOOT/ISOLINUX", None), ("/BOOT/ISOLINUX/ISOLINUX.CFG;1", TEXT_GENERIC[
+                           "boot/isolinux/isolinux.cfg"])):
+        rr = path.rsplit("/", 1)[1].split(";")[0].rstrip(".").lower()
+        if data is None:
+            iso.add_directory(path, rr_name=rr)
+        else:
+            iso.add_fp(io.BytesIO(data), len(data), path, rr_name=rr)
+    build(iso)
+    out = tmp / "h.iso"
+    try:
+        iso.write(os.fspath(out))
+    except pycdlib.pycdlibexception.PyCdlibException as e:  # pycdlib 1.12 cannot write such trees
+        pytest.skip(f"this pycdlib cannot build the fixture: {e}")
+    iso.close()
+    return out
+
+
+def deep_and_long(tmp: Path) -> Path:
+    def add(iso: pycdlib.PyCdlib) -> None:
+        p = ""
+        for k in range(17):  # 17 components of 240 bytes: a path of more than 4095 bytes
+            p += f"/L{k}"
+            iso.add_directory(p, rr_name="L" * 240)
+        iso.add_fp(io.BytesIO(b"long"), 4, p + "/F.;1", rr_name="long")
+        p = ""
+        for k in range(70):  # deeper than 64 levels
+            p += f"/E{k}"
+            iso.add_directory(p, rr_name="e")
+        iso.add_fp(io.BytesIO(b"deep"), 4, p + "/G.;1", rr_name="deep")
+    return _pycdlib_iso(tmp, add)
+
+
+def directory_loop(tmp: Path) -> Path:
+    def add(iso: pycdlib.PyCdlib) -> None:
+        iso.add_directory("/LOOP", rr_name="loop")
+        iso.add_fp(io.BytesIO(b"x" * 10), 10, "/LOOP/F.;1", rr_name="f")
+    out = _pycdlib_iso(tmp, add)
+    iso = pycdlib.PyCdlib()
+    iso.open(os.fspath(out))
+    root, loop = (iso.get_record(iso_path=p).extent_location() for p in ("/", "/LOOP"))
+    iso.close()
+    isos.patch(out, _both(loop), _both(root))
+    return out
+
+
+def truncated(fraction: float) -> Callable[[Path], Path]:
+    def build(tmp: Path) -> Path:
+        iso, _ = isos.build("archiso", tmp)
+        with open(iso, "r+b") as f:
+            f.truncate(int(iso.stat().st_size * fraction) // 2048 * 2048)
+        return iso
+    return build
+
+
+def forged_size(tmp: Path) -> Path:
+    files = {**TEXT_GENERIC, "boot/core.gz": b"i" * 12345}
+    iso = _tree_iso(tmp, files)
+    huge = 0x7FFF0000
+    isos.patch(iso, _both(12345), _both(huge))
+    return iso
+
+
+def many_names_one_extent(tmp: Path) -> Path:
+    """201 hard links to one 4 MiB sidecar: xorriso stores one extent, an extractor would write 804 MiB."""
+    label, files = isos.LAYOUTS["archiso"]
+    tree = tmp / "tree"
+    isos.write_tree(tree, files)
+    big = tree / "arch/x86_64/airootfs.sfs.sig"
+    big.write_bytes(os.urandom(4 << 20))
+    for i in range(200):
+        os.link(big, tree / f"arch/x86_64/airootfs.{i}.sig")
+    return isos.xorriso(tree, tmp / "h.iso", label)
+
+
+def many_files(tmp: Path) -> Path:
+    return _tree_iso(tmp, {**TEXT_GENERIC, **{f"many/f{i}": b"" for i in range(300)}})
+
+
+# case → (builder, expected error or None when sanitised, what IsoReader.dropped must mention)
+CASES: dict[str, tuple[Callable[[Path], Path], type[PxedError] | None, tuple[str, ...]]] = {
+    "dotdot-name": (rr_names((b"qq", b".."), (b"q", b".")), None, ("b'..': unsafe name", "b'.': unsafe name")),
+    "slash-names": (rr_names((b"wwwwwwwwww", b"../../pwnd"), (b"vvvvvvvvvv", b"/etc/pwned")), None,
+                    ("b'../../pwnd'", "b'/etc/pwned'")),
+    "control-chars": (rr_names((b"nlnlnlnlnl", b"a\nLABEL xx"), (b"nulnulnul0", b"nul\x00nulnul"),
+                               (b"escescesc1", b"\x1b[2Jescesc"), (b"badutf8xx", b"bad\xff\xfe8xxx"),
+                               (b"u2028xx", "u\u2028xxx".encode())), None,
+                      ("LABEL xx", "nul\\x00", "\\x1b[2J", "\\xff\\xfe", "\\xe2\\x80\\xa8")),
+    "joliet-names": (joliet_names, None, ("'../j'", "'/etc/k'")),
+    "symlinks-and-device-nodes": (links_and_nodes, None,
+                                  ("x/abs: symlink", "x/rel: symlink", "x/dirlink: symlink", "x/inside: symlink",
+                                   "x/null: special", "x/blk: special", "x/fifo: special")),
+    "deep-and-long-paths": (deep_and_long, None, ("path too long or too deep",)),
+    "kernel-is-a-symlink": (kernel_is_a_symlink, UnknownLayout, ()),
+    "config-escapes": (config_escapes, UnknownLayout, ()),
+    "directory-loop": (directory_loop, InvalidImage, ()),
+    "truncated-half": (truncated(0.5), InvalidImage, ()),
+    "truncated-head": (truncated(0.0005), ImageError, ()),
+    "forged-size": (forged_size, InvalidImage, ()),
+    "many-names-one-extent": (many_names_one_extent, InvalidImage, ()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_iso(tmp_path: Path, case: str) -> None:
+    builder, error, dropped = CASES[case]
+    iso = builder(tmp_path)
+    env = make_env(tmp_path / "pxed", "[Images]\nMemdisk=no\n")
+    before_tree, before_catalog = env.tree(), env.catalog()
+    if error is not None:
+        with pytest.raises(error):
+            env.add(iso, "hostile")
+        assert env.catalog() == before_catalog and env.tree() == before_tree
+    else:
+        fd = os.open(iso, os.O_RDONLY)
+        try:
+            with IsoReader(fd, os.fstat(fd).st_size) as r:
+                text = "\n".join(r.dropped)
+                for d in dropped:
+                    assert d in text, (d, r.dropped)
+                assert all(".." not in p.split("/") and not p.startswith("/") for p in r.files)
+        finally:
+            os.close(fd)
+        rec = env.add(iso, "hostile")
+        assert rec.detection.profile == "generic"
+        env.assert_complete(rec)
+        new = set(env.tree()) - set(before_tree)
+        assert all(p.startswith("boot/images") or p in ("state/catalog.json", "state/staging") for p in new), new
+    env.assert_no_leftovers()
+    for aimed in ("/etc/pwned", "/pwnd", "/etc/k", "/j"):
+        assert not os.path.lexists(aimed)
+
+
+def test_too_many_files_is_refused(tmp_path: Path) -> None:
+    iso = many_files(tmp_path)
+    env = make_env(tmp_path / "pxed")
+    fd = os.open(iso, os.O_RDONLY)
+    try:
+        with pytest.raises(InvalidImage, match="more than 100 entries"):
+            import_iso(fd, Request(max_files=100), _Store(env.service))
+        assert import_iso(fd, Request(name="ok", max_files=1000), _Store(env.service)).id == "ok"
+    finally:
+        os.close(fd)
+    env.assert_no_leftovers()
+
+
+def test_refusals_are_typed(tmp_path: Path) -> None:
+    """Not an ISO at all (an ext4-like blob) vs an ISO whose metadata is garbage."""
+    env: Env = make_env(tmp_path / "pxed")
+    blob = tmp_path / "disk.img"
+    blob.write_bytes(os.urandom(1 << 20))
+    with pytest.raises(NotAnIso):
+        env.add(blob, "x")
+    iso, _ = isos.build("generic", tmp_path)
+    data = bytearray(iso.read_bytes())
+    data[16 * 2048 + 128:16 * 2048 + 2048] = os.urandom(2048 - 128)  # PVD body scrambled, CD001 kept
+    bad = tmp_path / "bad.iso"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ImageError):
+        env.add(bad, "y")
+    env.assert_no_leftovers()
