@@ -61,6 +61,8 @@ class Daemon:
         self.interface_name: str = config.interface
         self.state = State.STARTING
         self.iface: InterfaceInfo | None = None
+        self._address_of: InterfaceInfo | None = None
+        self._address: ipaddress.IPv4Address | None = None
         self.notifier = Notifier()
         self.engine = ProxyEngine(BootPolicy.from_config(config))
         self.service = Service(config, server_address=self.server_address)
@@ -73,7 +75,11 @@ class Daemon:
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
-        return self.iface.address if self.iface is not None and self.iface.up else None
+        iface = self.iface
+        if iface is not self._address_of:  # once per interface snapshot, not per reply
+            self._address_of = iface
+            self._address = iface.address if iface is not None and iface.up else None
+        return self._address
 
     def status_line(self) -> str:
         if self.state == State.WAITING or self.iface is None:
@@ -114,19 +120,20 @@ class Daemon:
             if not sent:
                 return
         if isinstance(ev, Answered):
-            fields = {
-                "CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
-                "PXE_STAGE": str(ev.stage), "BOOT_FILE": ev.boot_file, "CLIENT_IP": str(peer.address),
-                "LISTENER": str(peer.listener),
-            }
-            logger.info("%s %s to %s (arch %d%s): boot file %s", "Proxy offer" if ev.stage == "offer" else "PXE ack",
-                        "sent", ev.mac, ev.arch, ", iPXE" if ev.ipxe else "", ev.boot_file, extra=fields)
+            if logger.isEnabledFor(logging.INFO):  # one journal line per answered exchange
+                logger.info("%s sent to %s (arch %d%s): boot file %s",
+                            "Proxy offer" if ev.stage == "offer" else "PXE ack", ev.mac, ev.arch,
+                            ", iPXE" if ev.ipxe else "", ev.boot_file,
+                            extra={"CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
+                                   "PXE_STAGE": ev.stage.value, "BOOT_FILE": ev.boot_file,
+                                   "CLIENT_IP": str(peer.address), "LISTENER": peer.listener.value})
             if self.dbus is not None:
                 self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
-            logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
-                       extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
+            if logger.isEnabledFor(level):
+                logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
+                           extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
 
     # ------------------------------------------------------------------ interface
     def on_interface(self, info: InterfaceInfo | None) -> None:

@@ -34,16 +34,20 @@ class PxeRequest:
 
     @property
     def uuid(self) -> str | None:
-        """Option 97's GUID as a UUID string (SMBIOS byte order: first three fields little-endian).
+        return guid_to_uuid(self.guid)
 
-        None when absent, malformed, or one of SMBIOS's "no UUID" values (all 00, all FF),
-        which QEMU without ``-uuid`` and some ROMs send.
-        """
-        if self.guid is None or len(self.guid) != 17 or self.guid[0] != 0:
-            return None
-        if self.guid[1:] in (bytes(16), b"\xff" * 16):
-            return None
-        return str(uuid.UUID(bytes_le=self.guid[1:]))
+
+def guid_to_uuid(guid: bytes | None) -> str | None:
+    """Option 97's GUID as a UUID string (SMBIOS byte order: first three fields little-endian).
+
+    None when absent, malformed, or one of SMBIOS's "no UUID" values (all 00, all FF),
+    which QEMU without ``-uuid`` and some ROMs send.
+    """
+    if guid is None or len(guid) != 17 or guid[0] != 0:
+        return None
+    if guid[1:] in (bytes(16), b"\xff" * 16):
+        return None
+    return str(uuid.UUID(bytes_le=guid[1:]))
 
 
 def classify(packet: Packet, *, on_pxe_port: bool, vendor_prefixes: tuple[bytes, ...] = ()) -> PxeRequest | str:

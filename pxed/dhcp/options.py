@@ -64,16 +64,16 @@ FIXED_LENGTH: Mapping[int, int] = {
 }
 
 
-def decode_tlv(data: bytes, *, where: str = "options") -> dict[int, bytes]:
-    """Walk code/length/value triples until END; repeated codes are concatenated (RFC 3396)."""
+def decode_tlv(data: bytes, *, where: str = "options", start: int = 0) -> dict[int, bytes]:
+    """Walk code/length/value triples from `start` until END; repeated codes are concatenated (RFC 3396)."""
     out: dict[int, bytes] = {}
-    i, n = 0, len(data)
+    i, n = start, len(data)
     while i < n:
         code = data[i]
-        if code == Opt.PAD:
+        if code == 0:  # PAD
             i += 1
             continue
-        if code == Opt.END:
+        if code == 255:  # END
             return out
         if i + 1 >= n:
             raise MalformedPacket(f"{where}: option {code} has no length byte")
@@ -81,7 +81,10 @@ def decode_tlv(data: bytes, *, where: str = "options") -> dict[int, bytes]:
         end = i + 2 + length
         if end > n:
             raise MalformedPacket(f"{where}: option {code} claims {length} bytes, {n - i - 2} remain")
-        out[code] = out.get(code, b"") + data[i + 2:end]
+        if code in out:
+            out[code] += data[i + 2:end]
+        else:
+            out[code] = data[i + 2:end]
         i = end
     return out
 

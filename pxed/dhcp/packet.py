@@ -59,7 +59,7 @@ class Packet:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.chaddr)
+        return self.chaddr.hex(":")
 
     def with_options(self, options: list[tuple[int, bytes]]) -> Packet:
         return replace(self, options=MappingProxyType(dict(options)), option_order=tuple(c for c, _ in options))
@@ -85,7 +85,7 @@ def _parse(data: bytes) -> Packet:
         raise MalformedPacket(f"hlen {hlen} exceeds 16")
     if data[HEADER_SIZE:HEADER_SIZE + 4] != MAGIC:
         raise MalformedPacket("no DHCP magic cookie")
-    opts = decode_tlv(data[HEADER_SIZE + 4:])
+    opts = decode_tlv(data, start=HEADER_SIZE + 4)
     order = list(opts)
     overload = opts.get(Opt.OVERLOAD)
     if overload is not None:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from pxed.dhcp.classify import HTTP_VENDOR, PXE_VENDOR, PxeRequest, classify
-from pxed.dhcp.options import MessageType, Opt, PxeSub, encode_tlv
-from pxed.dhcp.packet import BOOTREPLY, FLAG_BROADCAST, ZERO, Packet, encode, parse
+from pxed.dhcp.classify import HTTP_VENDOR, PXE_VENDOR, PxeRequest, classify, guid_to_uuid
+from pxed.dhcp.options import MessageType, Opt, PxeSub, check_fixed_lengths, decode_tlv, encode_tlv
+from pxed.dhcp.packet import BOOTREPLY, BOOTREQUEST, FLAG_BROADCAST, HEADER_SIZE, MAGIC, ZERO, Packet, encode, parse
 from pxed.errors import MalformedPacket
 from pxed.model import Firmware, InterfaceInfo, PxeStage
 
@@ -214,32 +214,123 @@ def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy)
     return Decision(Outgoing(encode(reply), dest, out_port, peer.listener, ifindex), event)
 
 
+class _Template:
+    """An answer of :func:`decide`, to be re-issued for requests that differ only in identity.
+
+    Requests with the same :meth:`ProxyEngine._key` (listener, on-link, relayed, htype/hlen,
+    options 53/60/93/77/43 and the length of 97) get the same reply except for the fields
+    :func:`decide` copies from the request: xid, flags, ciaddr (port 4011), giaddr, chaddr
+    and the echoed option 97.  Those are patched into a copy of ``payload``.
+    """
+
+    __slots__ = ("payload", "guid_at", "mode", "ifindex", "port", "address", "listener", "arch", "firmware",
+                 "stage", "boot_file", "ipxe", "relayed")
+
+    def __init__(self, d: Decision, guid_at: int) -> None:
+        out, ev = d.outgoing, d.event
+        assert out is not None and isinstance(ev, Answered)
+        self.payload = out.payload
+        self.guid_at = guid_at
+        self.mode = 0 if out.listener is Listener.PXE else 1 if ev.relayed else 2  # 4011, relay, broadcast
+        self.ifindex, self.port, self.address, self.listener = out.ifindex, out.port, out.address, out.listener
+        self.arch, self.firmware, self.stage = ev.arch, ev.firmware, ev.stage
+        self.boot_file, self.ipxe, self.relayed = ev.boot_file, ev.ipxe, ev.relayed
+
+    def render(self, data: bytes, hlen: int, guid: bytes | None) -> bytes:
+        buf = bytearray(self.payload)
+        buf[4:8] = data[4:8]  # xid
+        flags = data[10:12]
+        buf[10:12] = flags if self.mode != 2 else bytes((flags[0] | 0x80, flags[1]))  # G: broadcast bit
+        if self.mode == 0:
+            buf[12:16] = data[12:16]  # ciaddr
+        buf[24:28] = data[24:28]  # giaddr
+        buf[28:28 + hlen] = data[28:28 + hlen]  # chaddr; the rest of the 16 bytes stays zero
+        if guid is not None:
+            buf[self.guid_at:self.guid_at + len(guid)] = guid
+        return bytes(buf)
+
+
+def _option_at(payload: bytes, code: int) -> int | None:
+    """Offset of `code`'s value in an encoded packet's options (not overloaded), if present once."""
+    i, n = HEADER_SIZE + 4, len(payload)
+    while i < n:
+        c = payload[i]
+        if c == Opt.PAD:
+            i += 1
+            continue
+        if c == Opt.END or i + 1 >= n:
+            return None
+        if c == code:
+            return i + 2
+        i += 2 + payload[i + 1]
+    return None
+
+
+_TemplateKey = tuple[object, ...]
+
+
 class ProxyEngine:
-    """Parse + decide + count, with a bounded per-MAC reply rate limit."""
+    """Parse + decide + count, with a bounded per-MAC reply rate limit.
+
+    Answers are memoised: the first request of each kind goes through :func:`parse` and
+    :func:`decide`, and later requests of the same kind (:meth:`_key`) get that reply with
+    their own identity patched in (:class:`_Template`), without building a :class:`Packet`.
+    The memo is dropped when the policy or the interface snapshot changes, so replies
+    always carry the current address.  Anything unusual (overloaded options, a malformed
+    packet, a request pxed ignores) takes the full path.
+    """
 
     RATE_WINDOW = 1.0
     RATE_MAX = 8  # replies per MAC per window; firmware retries far less often
     MAX_TRACKED = 4096
+    MAX_TEMPLATES = 256  # kinds of request remembered; a flood of odd kinds only clears the memo
 
     def __init__(self, policy: BootPolicy) -> None:
-        self.policy = policy
+        self._policy = policy
         self.answered = 0
         self.ignored = 0
-        self._rate: OrderedDict[str, tuple[float, int]] = OrderedDict()
+        self._rate: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._templates: dict[_TemplateKey, _Template | None] = {}
+        self._iface: InterfaceInfo | None = None
+        self._nets: tuple[tuple[int, int], ...] = ()
+        self._uuids: dict[bytes, str | None] = {}
+
+    @property
+    def policy(self) -> BootPolicy:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: BootPolicy) -> None:
+        self._policy = policy
+        self._templates.clear()
 
     def receive(self, data: bytes, peer: Peer, iface: InterfaceInfo, now: float) -> Decision:
+        if iface is not self._iface:
+            self._use_interface(iface)
+        key, guid = self._key(data, peer, iface)
+        template = self._templates.get(key) if key is not None else None
+        if template is not None:
+            hlen = data[2]
+            chaddr = data[28:28 + hlen]
+            if not self._allow(chaddr, now):
+                self.ignored += 1
+                return Decision(None, Ignored("rate limit: too many requests from this client", chaddr.hex(":")))
+            self.answered += 1
+            return self._render(template, data, hlen, guid, peer)
         try:
             packet = parse(data)
         except MalformedPacket as e:
             self.ignored += 1
             return Decision(None, Ignored(f"malformed packet from {peer.address}: {e}"))
         try:
-            decision = decide(packet, peer, iface, self.policy)
+            decision = decide(packet, peer, iface, self._policy)
         except Exception as e:  # a bug must not take the packet loop down
             self.ignored += 1
             return Decision(None, Ignored(f"internal error deciding on a packet: {type(e).__name__}: {e}",
                                           packet.mac, notable=True))
-        if decision.outgoing is not None and not self._allow(packet.mac, now):
+        if key is not None and decision.outgoing is not None:
+            self._remember(key, decision, data, guid, peer)
+        if decision.outgoing is not None and not self._allow(packet.chaddr, now):
             self.ignored += 1
             return Decision(None, Ignored("rate limit: too many requests from this client", packet.mac))
         if decision.outgoing is None:
@@ -248,7 +339,84 @@ class ProxyEngine:
             self.answered += 1
         return decision
 
-    def _allow(self, mac: str, now: float) -> bool:
+    # ------------------------------------------------------------ memo
+    def _use_interface(self, iface: InterfaceInfo) -> None:
+        self._iface = iface
+        self._nets = tuple((int(a.network.network_address), int(a.network.netmask)) for a in iface.addresses)
+        self._templates.clear()
+
+    def _key(self, data: bytes, peer: Peer, iface: InterfaceInfo) -> tuple[_TemplateKey | None, bytes | None]:
+        """What :func:`decide`'s answer depends on besides the request's identity, and option 97.
+
+        A key of None sends the request down the full path.
+        """
+        if len(data) < HEADER_SIZE + 4 or data[0] != BOOTREQUEST or data[2] > 16 \
+                or data[HEADER_SIZE:HEADER_SIZE + 4] != MAGIC:
+            return None, None
+        if peer.ifindex is not None and peer.ifindex != iface.index:
+            return None, None
+        try:
+            opts = decode_tlv(data, start=HEADER_SIZE + 4)
+            check_fixed_lengths(opts)
+        except MalformedPacket:
+            return None, None
+        if Opt.OVERLOAD in opts:
+            return None, None
+        relayed = data[24:28] != b"\0\0\0\0"
+        on_link = None
+        if peer.listener is Listener.PXE and not relayed:
+            ip = int(peer.address)
+            on_link = any(ip & mask == net for net, mask in self._nets)
+        guid = opts.get(Opt.CLIENT_GUID)
+        return (peer.listener, on_link, relayed, data[1], data[2], opts.get(Opt.MESSAGE_TYPE),
+                opts.get(Opt.VENDOR_CLASS), opts.get(Opt.CLIENT_ARCH), opts.get(Opt.USER_CLASS),
+                opts.get(Opt.VENDOR_SPECIFIC), -1 if guid is None else len(guid)), guid
+
+    def _remember(self, key: _TemplateKey, decision: Decision, data: bytes, guid: bytes | None,
+                  peer: Peer) -> None:
+        assert decision.outgoing is not None
+        guid_at = 0
+        if guid is not None:
+            at = _option_at(decision.outgoing.payload, Opt.CLIENT_GUID)
+            if at is None or len(guid) > 255:
+                return
+            guid_at = at
+        template = _Template(decision, guid_at)
+        if self._render(template, data, data[2], guid, peer) != decision:
+            return  # decide() did something a template cannot repeat: keep the full path for this kind
+        if len(self._templates) >= self.MAX_TEMPLATES:
+            self._templates.clear()
+        self._templates[key] = template
+
+    def _render(self, t: _Template, data: bytes, hlen: int, guid: bytes | None, peer: Peer) -> Decision:
+        payload = t.render(data, hlen, guid)
+        if t.mode == 0:  # port 4011: back to ciaddr, else the source address
+            ci = data[12:16]
+            address = peer.address if ci == b"\0\0\0\0" or ci == peer.address.packed \
+                else ipaddress.IPv4Address(ci)
+            port = peer.port
+        elif t.mode == 1:
+            address, port = ipaddress.IPv4Address(data[24:28]), t.port
+        else:
+            address, port = t.address, t.port
+        xid = int.from_bytes(data[4:8], "big")
+        event = Answered(mac=data[28:28 + hlen].hex(":"), arch=t.arch, firmware=t.firmware, uuid=self._uuid(guid),
+                         stage=t.stage, boot_file=t.boot_file, ipxe=t.ipxe, xid=xid, relayed=t.relayed)
+        return Decision(Outgoing(payload, address, port, t.listener, t.ifindex), event)
+
+    def _uuid(self, guid: bytes | None) -> str | None:
+        if guid is None:
+            return None
+        try:
+            return self._uuids[guid]
+        except KeyError:
+            pass
+        if len(self._uuids) >= self.MAX_TRACKED:
+            self._uuids.clear()
+        u = self._uuids[guid] = guid_to_uuid(guid)
+        return u
+
+    def _allow(self, mac: bytes, now: float) -> bool:
         start, count = self._rate.pop(mac, (now, 0))
         if now - start >= self.RATE_WINDOW:
             start, count = now, 0

@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Python 3.11 lacks the constant
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr;}
+_ANC_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
 MAX_DATAGRAM = 4096
+BATCH = 64  # datagrams read per readiness callback; the loop calls again while more are queued
+_CACHED = 1024  # peer and destination addresses kept as ready-made objects
 PORTS = {Listener.DHCP: 67, Listener.PXE: 4011}
 
 
@@ -109,6 +112,10 @@ class DatagramListener:
         self.received = 0
         self.dropped = 0
         self.send_errors = 0
+        # Clients send from a few addresses (0.0.0.0, their lease): parse each once.
+        self._peer_ips: dict[str, ipaddress.IPv4Address] = {}
+        self._dest_strs: dict[ipaddress.IPv4Address, str] = {}
+        self._anc: tuple[tuple[int, ipaddress.IPv4Address | None], list[tuple[int, int, bytes]]] = ((-1, None), [])
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -120,9 +127,10 @@ class DatagramListener:
             self._loop = None
 
     def _readable(self) -> None:
-        for _ in range(64):  # bounded batch; the loop calls us again if more is queued
+        recvmsg, on_datagram, peer_ips = self.sock.recvmsg, self._on_datagram, self._peer_ips
+        for _ in range(BATCH):
             try:
-                data, ancdata, _flags, addr = self.sock.recvmsg(MAX_DATAGRAM, socket.CMSG_SPACE(_PKTINFO.size))
+                data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _ANC_SPACE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -144,18 +152,32 @@ class DatagramListener:
                     continue
                 ifindex = self._ifindex()
             try:
-                peer = Peer(self.listener, ifindex, ipaddress.IPv4Address(addr[0]), int(addr[1]))
-                self._on_datagram(data, peer)
+                host = addr[0]
+                ip = peer_ips.get(host)
+                if ip is None:
+                    if len(peer_ips) >= _CACHED:
+                        peer_ips.clear()
+                    ip = peer_ips[host] = ipaddress.IPv4Address(host)
+                on_datagram(data, Peer(self.listener, ifindex, ip, addr[1]))
             except Exception:  # the packet loop must survive anything
                 logger.exception("unexpected error handling a datagram from %s", addr)
 
     def send(self, out: Outgoing, source: ipaddress.IPv4Address | None) -> bool:
-        anc = []
-        if out.ifindex is not None:
+        if out.ifindex is None:
+            anc = []
+        elif self._anc[0] == (out.ifindex, source):
+            anc = self._anc[1]
+        else:
             spec = source.packed if source is not None else b"\0\0\0\0"
-            anc.append((socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(out.ifindex, spec, b"\0\0\0\0")))
+            anc = [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(out.ifindex, spec, b"\0\0\0\0"))]
+            self._anc = ((out.ifindex, source), anc)
+        dest = self._dest_strs.get(out.address)
+        if dest is None:
+            if len(self._dest_strs) >= _CACHED:
+                self._dest_strs.clear()
+            dest = self._dest_strs[out.address] = str(out.address)
         try:
-            self.sock.sendmsg([out.payload], anc, 0, (str(out.address), out.port))
+            self.sock.sendmsg([out.payload], anc, 0, (dest, out.port))
             return True
         except OSError as e:
             self.send_errors += 1

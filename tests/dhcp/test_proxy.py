@@ -249,3 +249,99 @@ def test_from_config_takes_every_field() -> None:
     assert (p.allow_relay, p.vendor_classes, p.http_port, p.ipxe_boot_file) == (True, ("HW-Client",), 8081,
                                                                                  "boot.ipxe")
     assert dict(p.boot_files) == dict(c.boot_files)
+
+
+# ------------------------------------------------------------------ the engine's memo agrees with decide()
+GOLDEN = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "dhcp").glob("*.bin"))
+ENGINE_CASES = [(c.raw, c.peer, c.policy, c.iface) for c in CASES] + [
+    (p.read_bytes(), PXE_PEER if p.stem.endswith("-4011") else BCAST_PEER, POLICY, IFACE) for p in GOLDEN]
+
+
+def reference(raw: bytes, peer: Peer, policy: BootPolicy, iface: InterfaceInfo) -> Any:
+    try:
+        return decide(parse(raw), peer, iface, policy)
+    except Exception:
+        return None
+
+
+def with_identity(raw: bytes, xid: int, mac: bytes, flags: int, ciaddr: bytes, giaddr: bytes,
+                  guid: bytes | None) -> bytes:
+    """The same request from another client: new xid, chaddr, flags, ciaddr, giaddr, option 97 value."""
+    data = bytearray(raw)
+    data[4:8] = xid.to_bytes(4, "big")
+    data[10:12] = flags.to_bytes(2, "big")
+    data[12:16] = ciaddr
+    data[24:28] = giaddr
+    data[28:28 + data[2]] = mac[:data[2]]
+    if guid is not None:  # overwrite 97's value in place when the lengths match
+        i = 240
+        while i < len(data) and data[i] != 255:
+            if data[i] == 0:
+                i += 1
+                continue
+            if data[i] == Opt.CLIENT_GUID and i + 1 < len(data) and data[i + 1] == len(guid):
+                data[i + 2:i + 2 + len(guid)] = guid
+            i += 2 + data[i + 1] if i + 1 < len(data) else 1
+    return bytes(data)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(range(len(ENGINE_CASES))), st.integers(0, 2**32 - 1),
+                          st.binary(min_size=16, max_size=16), st.sampled_from([0, 0x8000, 0x0001]),
+                          st.sampled_from([bytes(4), CLIENT.packed, bytes([10, 77, 0, 99]), bytes([192, 0, 2, 9])]),
+                          st.sampled_from([bytes(4), bytes(4), bytes([10, 9, 0, 1])]),
+                          st.one_of(st.none(), st.binary(min_size=17, max_size=17))),
+                min_size=1, max_size=12))
+def test_engine_memo_gives_exactly_what_decide_gives(reqs: list[tuple[Any, ...]]) -> None:
+    """Whatever was answered before, each reply (bytes, destination, event) equals decide()'s for that request."""
+    engines: dict[int, ProxyEngine] = {}
+    for n, (idx, xid, mac, flags, ciaddr, giaddr, guid) in enumerate(reqs):
+        raw, peer, policy, iface = ENGINE_CASES[idx]
+        raw = with_identity(raw, xid, mac, flags, ciaddr, giaddr, guid)
+        if peer.listener is Listener.PXE and ciaddr != bytes(4):
+            peer = Peer(Listener.PXE, peer.ifindex, ipaddress.IPv4Address(ciaddr), 40000 + n)
+        e = engines.setdefault(id(policy) ^ id(iface), ProxyEngine(policy))
+        got = e.receive(raw, peer, iface, float(n))  # a new second each time: no rate limit
+        want = reference(raw, peer, policy, iface)
+        if want is None:
+            assert got.outgoing is None
+        else:
+            assert got == want
+
+
+def test_engine_memo_follows_address_and_policy_changes() -> None:
+    e = ProxyEngine(POLICY)
+    raw = b("bios")
+    first = e.receive(raw, BCAST_PEER, IFACE, 0.0)
+    moved = InterfaceInfo(name="lab0", index=2, addresses=(ipaddress.IPv4Interface("10.77.0.9/24"),))
+    again = e.receive(raw, BCAST_PEER, moved, 1.0)
+    assert first.outgoing is not None and again.outgoing is not None
+    assert parse(again.outgoing.payload).siaddr == ipaddress.IPv4Address("10.77.0.9")
+    assert again == decide(parse(raw), BCAST_PEER, moved, POLICY)
+    e.policy = pol(boot_files=MappingProxyType({**DEFAULT_BOOT_FILES, Firmware.BIOS: "bios/new.0"}))
+    third = e.receive(raw, BCAST_PEER, moved, 2.0)
+    assert third.outgoing is not None and parse(third.outgoing.payload).file == b"bios/new.0"
+
+
+def test_engine_rate_limit_holds_on_the_memoised_path() -> None:
+    e = ProxyEngine(POLICY)
+    raws = [build("efi64", MAC, xid) for xid in range(30)]
+    got = [e.receive(r, BCAST_PEER, IFACE, 5.0 + i * 0.01).outgoing is not None for i, r in enumerate(raws)]
+    assert got.count(True) == ProxyEngine.RATE_MAX and e._templates  # the memo answered most of them
+    other = build("efi64", bytes.fromhex("525400000001"), 1)
+    assert e.receive(other, BCAST_PEER, IFACE, 5.5).outgoing is not None  # per MAC
+    assert e.receive(raws[0], BCAST_PEER, IFACE, 6.5).outgoing is not None  # next window
+
+
+@pytest.mark.parametrize("idx", range(len(ENGINE_CASES)))
+def test_engine_memo_second_client_of_each_kind(idx: int) -> None:
+    raw, peer, policy, iface = ENGINE_CASES[idx]
+    e = ProxyEngine(policy)
+    for n, (xid, mac, flags) in enumerate([(1, b"\x52\x54\0\0\0\x01" * 3, 0), (0xDEADBEEF, bytes(range(16)), 0x8000),
+                                            (7, b"\xff" * 16, 1)]):
+        req = with_identity(raw, xid, mac, flags, raw[12:16], raw[24:28], bytes([0]) + bytes([n + 1] * 16))
+        got = e.receive(req, peer, iface, float(n))
+        want = reference(req, peer, policy, iface)
+        assert got == want if want is not None else got.outgoing is None
+        if n and want is not None and want.outgoing is not None:
+            assert e._templates, "the second request of an answered kind comes from the memo"

@@ -19,12 +19,15 @@ broadcast as martian), hence one namespace per role.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
 import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ from pathlib import Path
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
 SERVER_IP = ipaddress.IPv4Address("10.77.0.1")
 DHCP_IP = ipaddress.IPv4Address("10.77.0.2")
+CLONE_NEWNET = 0x40000000
 
 
 def can_run_lab() -> str | None:
@@ -66,6 +70,30 @@ class Netns:
 
     def sysctl(self, key: str, value: str) -> None:
         self.run(["sysctl", "-q", "-w", f"{key}={value}"])
+
+    def socket(self, family: int, kind: int) -> socket.socket:
+        """A socket created inside this namespace (it takes the namespace's sysctls with it).
+
+        setns() moves only the calling thread, so a short-lived thread makes the socket.
+        """
+        made: list[socket.socket | BaseException] = []
+
+        def inside() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                with open(f"/run/netns/{self.name}") as f:
+                    if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), f"setns into {self.name}")
+                made.append(socket.socket(family, kind))
+            except BaseException as e:  # re-raised in the caller
+                made.append(e)
+
+        t = threading.Thread(target=inside)
+        t.start()
+        t.join()
+        if isinstance(made[0], BaseException):
+            raise made[0]
+        return made[0]
 
 
 @dataclass

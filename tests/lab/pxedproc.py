@@ -24,6 +24,7 @@ from pathlib import Path
 from tests.lab.netns import Lab, Netns, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+JOURNAL_QLEN = 512
 
 
 def parse_journal_datagram(data: bytes) -> dict[str, str]:
@@ -48,9 +49,11 @@ def parse_journal_datagram(data: bytes) -> dict[str, str]:
 class DatagramSink:
     """A unix datagram socket collecting what is sent to it, in a thread."""
 
-    def __init__(self, path: Path, parse: bool = False) -> None:
+    def __init__(self, path: Path, parse: bool = False, *, netns: Netns | None = None) -> None:
         self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        # Made in `netns`, the socket's queue length is that namespace's net.unix.max_dgram_qlen.
+        self.sock = netns.socket(socket.AF_UNIX, socket.SOCK_DGRAM) if netns else \
+            socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(os.fspath(path))
         os.chmod(path, 0o666)
         self.sock.settimeout(0.2)
@@ -137,7 +140,10 @@ def start_pxed(lab: Lab, ns: Netns, workdir: Path, config_path: Path, *, args: t
                ports: tuple[int, int] = (67, 4011), env: Mapping[str, str] | None = None) -> PxedProcess:
     """Start pxed under systemd-socket-activate in `ns`; returns once READY=1 arrived."""
     notify = DatagramSink(workdir / "notify.sock")
-    journal = DatagramSink(workdir / "journal.sock")
+    # journald's socket queues 512 datagrams on a systemd host (sysctl.d/50-default.conf);
+    # the kernel default of 10 would make pxed wait for this Python sink on every burst.
+    ns.sysctl("net.unix.max_dgram_qlen", str(JOURNAL_QLEN))
+    journal = DatagramSink(workdir / "journal.sock", netns=ns)
     stderr_path = workdir / "pxed.stderr"
     daemon = [python, "-m", "pxed", "--config", os.fspath(config_path), *(["--debug"] if debug else []), *args]
     activate = [
