@@ -33,7 +33,7 @@ class ImageState(enum.StrEnum):
 class FileRecord:
     path: str  # relative to the image directory
     size: int
-    sha256: str
+    sha256: str  # "" for files above pxed.images.iso.HASH_LIMIT (checked by size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ MAX_DEPTH = 64
 MAX_PATH = 4095
 MAX_COMPONENT = 255
 MAX_TEXT = 64 * 1024
+HASH_LIMIT = 64 << 20  # files up to this size get a sha256 in the catalog
 CHUNK = 1 << 20  # sendfile per call: the granularity of progress and cancel
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029/\\]")
 
@@ -308,13 +309,13 @@ class IsoReader:
         runs = self.extents(entry)
         if runs is not None:
             return copy_ranges(self.fd, runs, out_fd, progress=progress, cancel=cancel)
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if entry.size <= HASH_LIMIT else None
         sink = _HashingWriter(out_fd, digest, progress, cancel)
         writer: Any = sink
         self._iso.get_file_from_iso_fp(writer, blocksize=1 << 20, **{self.namespace: entry.source})
         if sink.written != entry.size:
             raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes")
-        return digest.hexdigest()
+        return digest.hexdigest() if digest is not None else ""
 
 
 def write_error(e: OSError) -> PxedError:
@@ -340,7 +341,8 @@ class _HashingWriter:
             except OSError as e:
                 raise write_error(e) from None
             view = view[n:]
-        self.digest.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
         self.written += len(data)
         self.progress(len(data))
         return len(data)
@@ -348,10 +350,16 @@ class _HashingWriter:
 
 def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progress: Progress,
                 cancel: threading.Event | None) -> str:
-    """sendfile ``runs`` of ``in_fd`` to ``out_fd``; sha256 them in a second thread meanwhile."""
+    """sendfile ``runs`` of ``in_fd`` to ``out_fd``; sha256 them in a second thread meanwhile.
+
+    Files above :data:`HASH_LIMIT` are not hashed ("" is returned): hashing a 1 GiB root
+    image costs more than copying it, and those images carry their own checksums or are
+    checked by size.
+    """
     digest = hashlib.sha256()
     failure: list[BaseException] = []
     stop = threading.Event()
+    hashed = sum(n for _, n in runs) <= HASH_LIMIT
 
     def hash_runs() -> None:
         try:
@@ -367,7 +375,8 @@ def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progres
             failure.append(e)
 
     hasher = threading.Thread(target=hash_runs, name="pxed-sha256", daemon=True)
-    hasher.start()
+    if hashed:
+        hasher.start()
     try:
         for off, n in runs:
             end = off + n
@@ -387,7 +396,8 @@ def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progres
         stop.set()
         raise
     finally:
-        hasher.join()
+        if hashed:
+            hasher.join()
     if failure:
         raise failure[0]
-    return digest.hexdigest()
+    return digest.hexdigest() if hashed else ""
