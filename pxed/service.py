@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import shutil
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +90,10 @@ class Service:
                     shutil.rmtree(self.images_dir / r.id, ignore_errors=True)
                     records[i] = r.with_state(ImageState.FAILED, "import was interrupted (pxed stopped or crashed)")
                     failed.append(r.id)
+                elif r.state is ImageState.READY and (damaged := self._damaged_file(r)) is not None:
+                    records[i] = r.with_state(ImageState.FAILED, f"{damaged} is missing or has the wrong size; "
+                                                                 "remove the image and import it again")
+                    failed.append(r.id)
             ready = {r.id for r in records if r.state is ImageState.READY}
             if self.images_dir.is_dir():
                 for d in self.images_dir.iterdir():
@@ -99,6 +104,18 @@ class Service:
                 self._catalog.save(records)
             self._images = tuple(records)
             return RecoveryReport(tuple(removed), tuple(failed))
+
+    def _damaged_file(self, record: ImageRecord) -> str | None:
+        """The first recorded file of an image that is not there with its size (a stat each)."""
+        base = self.images_dir / record.id
+        for f in record.files:
+            try:
+                st = (base / f.path).lstat()
+            except OSError:
+                return f.path
+            if not stat.S_ISREG(st.st_mode) or st.st_size != f.size:
+                return f.path
+        return None
 
     # ------------------------------------------------------------ menus
     def _menu_files(self, images: tuple[ImageRecord, ...]) -> dict[str, str] | None:

@@ -86,3 +86,20 @@ def test_sigkill_at_each_step_then_recover(tmp_path: Path, step: str) -> None:
     if victim.state is ImageState.FAILED:
         restarted.service.remove_image("victim")
         restarted.assert_complete(restarted.add(iso, "victim"))
+
+
+def test_recovery_fails_a_ready_image_whose_files_are_damaged(env: Env, tmp_path: Path) -> None:
+    iso, _ = isos.build("generic", tmp_path)
+    env.add(iso, "cut")
+    env.add(iso, "gone")
+    env.add(iso, "fine")
+    with open(env.boot / "images/cut/boot/core.gz", "r+b") as f:
+        f.truncate(100)
+    (env.boot / "images/gone/boot/vmlinuz").unlink()
+    restarted = make_env(env.root)
+    states = {r.id: (r.state, r.reason) for r in restarted.catalog()}
+    assert states["fine"] == (ImageState.READY, None)
+    for name, path in (("cut", "boot/core.gz"), ("gone", "boot/vmlinuz")):
+        assert states[name][0] is ImageState.FAILED and path in str(states[name][1])
+    assert served_images(restarted.menu()) == {"fine"}
+    restarted.assert_no_leftovers()
