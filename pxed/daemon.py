@@ -247,6 +247,9 @@ class Daemon:
 
     async def start_dbus(self) -> None:
         """Offer org.pxed.Pxed1; without a system bus pxed keeps serving DHCP and says so."""
+        # Yield once first: datagrams queued before we started (the one that socket-activated
+        # us) are answered in this loop iteration, before ~20 ms of dbus_fast import and connect.
+        await asyncio.sleep(0)
         from pxed.dbus.server import DBusServer
         from pxed.tracker import ClientTracker
 
