@@ -106,7 +106,9 @@ def render_menus(config: Config, entries: Sequence[BootEntry], server: ipaddress
         usable = [e for e in entries if firmware is Firmware.BIOS or e.kind != "memdisk"]
         ids = [e.id for e in usable]
         default = config.menu.default if config.menu.default in ids else (ids[0] if ids else "local")
-        ctx = {"menu": config.menu, "entries": usable, "default": default, "extras": extras,
+        # Entries go in as dicts: the sandbox then looks their fields up as items, without the
+        # per-attribute safety check that makes 1,000 dataclass entries cost tens of milliseconds.
+        ctx = {"menu": config.menu, "entries": [_fields(e) for e in usable], "default": default, "extras": extras,
                "firmware": firmware.value, "server": host}
         for name in ("top", "pxe", "sys"):
             text = env.get_template(f"menu/{name}.cfg.j2").render(ctx)
@@ -115,6 +117,10 @@ def render_menus(config: Config, entries: Sequence[BootEntry], server: ipaddress
             rel = "default" if name == "top" else f"{name}.cfg"
             files[f"{prefix}pxelinux.cfg/{rel}"] = text
     return files
+
+
+def _fields(entry: BootEntry) -> dict[str, Any]:
+    return {f: getattr(entry, f) for f in BootEntry.__dataclass_fields__}
 
 
 def write_menus(boot_root: Path, files: Mapping[str, str]) -> None:
