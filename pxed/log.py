@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,22 @@ class FieldsFormatter(logging.Formatter):
     def __init__(self, with_time: bool) -> None:
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if with_time else "%(levelname)s: %(message)s"
         super().__init__(fmt)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        """The stock format, with the strftime() part made once per second (a line per DHCP exchange)."""
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if self._second[0] != second:
+            self._second = (second, time.strftime(self.default_time_format, self.converter(record.created)))
+        msec = self.default_msec_format
+        return msec % (self._second[1], record.msecs) if msec else self._second[1]
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        fields = [f"{k}={getattr(record, k)}" for k in FIELDS if getattr(record, k, None) not in (None, "")]
+        attrs = record.__dict__
+        fields = [f"{k}={attrs[k]}" for k in FIELDS if attrs.get(k) not in (None, "")]
         return f"{text} [{' '.join(fields)}]" if fields else text
 
 

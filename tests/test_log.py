@@ -56,3 +56,13 @@ def test_journal_receives_structured_fields(tmp_path: Path) -> None:
     assert entry["CLIENT_MAC"] == "52:54:00:aa:bb:cc"
     assert entry["PXE_STAGE"] == "offer" and entry["BOOT_FILE"] == "lpxelinux.0"
     assert entry["SYSLOG_IDENTIFIER"] == "pxed" and entry["PRIORITY"] == "6"
+
+
+def test_stderr_time_is_the_stock_format_across_seconds() -> None:
+    """FieldsFormatter makes the strftime part once per second; the text must not change."""
+    mine = FieldsFormatter(with_time=True)
+    stock = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for t in (1764555000.123, 1764555000.999, 1764555001.0005, 1764555061.5, 1764555000.5):
+        rec = logging.LogRecord("pxed.daemon", logging.INFO, __file__, 1, "x %s", ("y",), None)
+        rec.created, rec.msecs = t, float(int((t - int(t)) * 1000))
+        assert mine.format(rec) == stock.format(rec)
