@@ -3,7 +3,8 @@
 Names come from Rock Ridge, else Joliet, else ISO 9660 (lower-cased and without ``;1``, as
 Linux shows them).  Every name component is checked (:func:`check_component`): empty, ``.``,
 ``..``, ``/``, control characters, invalid UTF-8 or more than 255 bytes drop the entry;
-symlinks, device nodes, FIFOs and sockets are dropped too.  Paths deeper than
+device nodes, FIFOs and sockets are dropped too, and so are symlinks unless they are
+relative and name a regular file inside the ISO (then they become a copy of it).  Paths deeper than
 :data:`MAX_DEPTH` or longer than :data:`MAX_PATH` are dropped.  An ISO with more entries
 than ``max_files`` or whose files claim bytes beyond its end is refused.
 
@@ -20,6 +21,7 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
 import re
 import stat
 import struct
@@ -195,6 +197,7 @@ class IsoReader:
 
     def _walk(self) -> None:
         count = 0
+        links: dict[str, bytes] = {}  # our path → Rock Ridge symlink target
         seen_dirs: set[int] = set()
         todo: list[tuple[str, str, int]] = [("", "", 0)]  # (our path, pycdlib path, depth)
         while todo:
@@ -219,7 +222,10 @@ class IsoReader:
                 if len(rel.encode()) > MAX_PATH or depth + 1 > MAX_DEPTH:
                     self.dropped.append(f"{rel[:80]}...: path too long or too deep")
                     continue
-                if kind in ("symlink", "special"):
+                if kind == "symlink":
+                    links[rel] = bytes(rec.rock_ridge.symlink_path())
+                    continue
+                if kind == "special":
                     self.dropped.append(f"{rel}: {kind}")
                     continue
                 child_source = f"{source}/{src_name}"
@@ -236,6 +242,8 @@ class IsoReader:
                     self.dropped.append(f"{rel}: duplicate name")
                     continue
                 self.files[rel] = Entry(rel, size, child_source)
+        for rel, target in sorted(links.items()):
+            self._materialise(rel, target)
         for d in self.dropped[:20]:
             logger.info("ISO entry dropped: %s", d)
 
@@ -262,6 +270,19 @@ class IsoReader:
                 pos += n
             self._dirs[where] = table
         return table.get((rec.extent_location(), bytes(rec.file_identifier())), int(rec.get_data_length()))
+
+    def _materialise(self, rel: str, target: bytes) -> None:
+        """Keep a symlink as a copy of its target when that is a regular file inside the ISO."""
+        try:
+            text = target.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), text)) if text else ""
+        entry = self.files.get(resolved)
+        if not text or text.startswith("/") or resolved.startswith("../") or entry is None or rel in self.files:
+            self.dropped.append(f"{rel}: symlink to {target!r} (not a file inside the ISO)")
+            return
+        self.files[rel] = Entry(rel, entry.size, entry.source)
 
     def _size(self, rec: Any) -> int:
         total, r = 0, rec

@@ -260,3 +260,16 @@ def test_no_space_is_refused_before_writing(tmp_path: Path) -> None:
         env.assert_complete(env.add(gen))
     finally:
         subprocess.run(["umount", os.fspath(small)], check=True)
+
+
+def test_symlinked_kernel_inside_the_iso_is_served_as_a_copy(env: Env, tmp_path: Path) -> None:
+    label, files = isos.LAYOUTS["debian-live"]
+    tree = tmp_path / "tree"
+    contents = isos.write_tree(tree, files)
+    os.symlink("vmlinuz-6.1.0-18-amd64", tree / "live/vmlinuz")
+    os.symlink("initrd.img-6.1.0-18-amd64", tree / "live/initrd.img")
+    rec = env.add(isos.xorriso(tree, tmp_path / "linked.iso", label), "linked")
+    assert (rec.detection.kernel, rec.detection.initrds) == ("live/vmlinuz", ("live/initrd.img",))
+    kernel = env.boot / "images/linked/live/vmlinuz"
+    assert not kernel.is_symlink() and kernel.read_bytes() == contents["live/vmlinuz-6.1.0-18-amd64"]
+    env.assert_complete(rec)
