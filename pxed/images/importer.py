@@ -185,7 +185,9 @@ def import_iso(fd: int, req: Request, store: Store, *,
         check_space(store.staging_dir, needed)
         try:
             store.staging_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            store.images_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if not store.images_dir.is_dir():
+                store.images_dir.mkdir(parents=True, mode=0o755)
+                os.chmod(store.images_dir, 0o755)  # served: readable by the TFTP and HTTP users whatever the umask
         except OSError as e:
             raise write_error(e) from None
         if cancel is not None and cancel.is_set():

@@ -273,3 +273,16 @@ def test_symlinked_kernel_inside_the_iso_is_served_as_a_copy(env: Env, tmp_path:
     kernel = env.boot / "images/linked/live/vmlinuz"
     assert not kernel.is_symlink() and kernel.read_bytes() == contents["live/vmlinuz-6.1.0-18-amd64"]
     env.assert_complete(rec)
+
+
+def test_modes_do_not_depend_on_the_umask(env: Env, tmp_path: Path) -> None:
+    iso, _ = isos.build("fedora-live", tmp_path)
+    old = os.umask(0o077)
+    try:
+        rec = env.add(iso, "fedora")
+    finally:
+        os.umask(old)
+    base = env.boot / "images"
+    for p in [base, *base.rglob("*")]:
+        assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p
+    env.assert_complete(rec)
