@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -258,6 +259,25 @@ def test_no_space_is_refused_before_writing(tmp_path: Path) -> None:
         env.assert_no_leftovers()
         gen, _ = isos.build("generic", tmp_path)  # 800 KiB: fits
         env.assert_complete(env.add(gen))
+
+        # The disk fills up while the files are copied (something else wrote): NoSpace, nothing left.
+        clz, _ = isos.build("clonezilla", tmp_path)  # 1.9 MiB: fits too, until the filler takes the rest
+        filler = small / "filler"
+
+        def fill(done: int, total: int) -> None:
+            if done and not filler.exists():
+                with open(filler, "wb") as f:
+                    with contextlib.suppress(OSError):
+                        while True:
+                            f.write(b"\0" * 65536)
+                            f.flush()
+
+        before = env.tree()
+        with pytest.raises(NoSpace):
+            env.add(clz, "clz", progress=fill)
+        filler.unlink()
+        assert env.tree() == before and [r.id for r in env.catalog()] == ["tinycore"]
+        env.assert_no_leftovers()
     finally:
         subprocess.run(["umount", os.fspath(small)], check=True)
 
