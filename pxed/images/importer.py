@@ -51,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 MIN_ISO_SIZE = 17 * 2048  # system area + primary volume descriptor + terminator
 CRASH_ENV = "PXED_TEST_CRASH_AT"
+_FORGED = "the ISO is forged or damaged; pxed refuses it (check the download, or use another ISO)"
 STEPS = ("importing", "extracting", "extracted", "published", "committed")
 
 
@@ -106,7 +107,8 @@ def check_fd(fd: int, max_bytes: int) -> int:
         raise TooLarge(f"the ISO has {st.st_size} bytes, more than the limit of {max_bytes}",
                        hint="raise [Images] MaxSize= in pxed.conf if this is intended")
     if st.st_size < MIN_ISO_SIZE:
-        raise NotAnIso(f"the file has {st.st_size} bytes, too small for an ISO 9660 image")
+        raise NotAnIso(f"the file has {st.st_size} bytes, too small for an ISO 9660 image",
+                       hint="pass an ISO 9660 image (.iso); check that the download is complete")
     return st.st_size
 
 
@@ -180,7 +182,7 @@ def import_iso(fd: int, req: Request, store: Store, *,
         from_iso = sum(e.size for e in entries)
         if from_iso > size:  # many names on one extent: refuse rather than multiply the bytes
             raise InvalidImage(f"the files to extract add up to {from_iso} bytes, more than the ISO's {size}",
-                               hint="the ISO is forged; pxed refuses it")
+                               hint=_FORGED)
         needed = from_iso + (size if whole else 0)
         check_space(store.staging_dir, needed)
         try:
@@ -282,7 +284,7 @@ def _make_parents(root: int, rel: str, made: set[str]) -> int:
     try:
         for i, comp in enumerate(parts[:-1]):
             if comp in ("", ".", "..") or "/" in comp:
-                raise InvalidImage(f"unsafe path {rel!r}")
+                raise InvalidImage(f"unsafe path {rel!r}", hint=_FORGED)
             try:
                 os.mkdir(comp, 0o755, dir_fd=fd)
                 made.add("/".join(parts[:i + 1]))
@@ -293,7 +295,7 @@ def _make_parents(root: int, rel: str, made: set[str]) -> int:
             fd = nfd
             os.fchmod(fd, 0o755)
         if parts[-1] in ("", ".", ".."):
-            raise InvalidImage(f"unsafe path {rel!r}")
+            raise InvalidImage(f"unsafe path {rel!r}", hint=_FORGED)
         return fd
     except BaseException:
         os.close(fd)

@@ -135,7 +135,8 @@ class IsoReader:
         except (InvalidImage, NotAnIso):
             raise
         except Exception as e:
-            raise InvalidImage(f"the ISO's directory tree cannot be read: {e}") from None
+            raise InvalidImage(f"the ISO's directory tree cannot be read: {e}",
+                               hint="check the download (sha256sum) and try again") from None
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> IsoReader:
@@ -335,7 +336,8 @@ class IsoReader:
         writer: Any = sink
         self._iso.get_file_from_iso_fp(writer, blocksize=1 << 20, **{self.namespace: entry.source})
         if sink.written != entry.size:
-            raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes")
+            raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes",
+                               hint="the ISO is truncated or forged; download it again")
         return digest.hexdigest() if digest is not None else ""
 
 
@@ -389,7 +391,8 @@ def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progres
                 while off < end and not stop.is_set():
                     data = os.pread(in_fd, min(4 << 20, end - off), off)
                     if not data:
-                        raise InvalidImage("the ISO ends before the file does")
+                        raise InvalidImage("the ISO ends before the file does",
+                                           hint="the ISO is truncated or forged; download it again")
                     digest.update(data)
                     off += len(data)
         except BaseException as e:  # re-raised in the copying thread

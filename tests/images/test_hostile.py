@@ -215,8 +215,9 @@ def test_hostile_iso(tmp_path: Path, case: str) -> None:
     env = make_env(tmp_path / "pxed", "[Images]\nMemdisk=no\n")
     before_tree, before_catalog = env.tree(), env.catalog()
     if error is not None:
-        with pytest.raises(error):
+        with pytest.raises(error) as refused:
             env.add(iso, "hostile")
+        assert refused.value.hint, refused.value  # every refusal says what to do next
         assert env.catalog() == before_catalog and env.tree() == before_tree
     else:
         fd = os.open(iso, os.O_RDONLY)
