@@ -169,7 +169,10 @@ class Service:
             self._save(images)
             crashpoint("committed")
             if files is not None:
-                write_menus(self._config.boot_root, files)
+                try:  # the image is ready now; stale menus (still whole) are rewritten at the next change
+                    write_menus(self._config.boot_root, files)
+                except OSError as e:
+                    logger.warning("image %s is ready but the menus could not be rewritten: %s", record.id, e)
 
     def _abort_import(self, image_id: str) -> None:
         with self._lock:

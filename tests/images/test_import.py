@@ -306,3 +306,19 @@ def test_modes_do_not_depend_on_the_umask(env: Env, tmp_path: Path) -> None:
     for p in [base, *base.rglob("*")]:
         assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p
     env.assert_complete(rec)
+
+
+def test_menus_that_cannot_be_written_do_not_undo_a_finished_import(env: Env, tmp_path: Path) -> None:
+    iso, _ = isos.build("generic", tmp_path)
+    menus = env.boot / "pxelinux.cfg"
+    saved = tmp_path / "saved-menus"
+    menus.rename(saved)
+    menus.write_text("not a directory")  # every menu write fails (as on a full or broken disk)
+    rec = env.add(iso, "tc")
+    assert env.catalog() == (rec,) and rec.state is ImageState.READY
+    env.assert_complete(rec)
+    menus.unlink()
+    saved.rename(menus)
+    assert "LABEL tc\n" not in env.menu()  # the old menu stayed whole
+    env.service.render_menus()
+    assert "LABEL tc\n" in env.menu()
