@@ -275,9 +275,6 @@ def install_pxed(c: Container, deb: Path | None = None) -> str:
         path.write_text("#!/usr/bin/python3\n" + lines[1])
     site = next(c.root.glob("usr/lib/python3.*/site-packages"))
     (c.path("/usr/lib/python3/dist-packages") / "pxed-make-install.pth").write_text(f"/{site.relative_to(c.root)}\n")
-    # Debian's tftpd-hpa and lighttpd start their own servers on :69 and :80 when installed;
-    # pxed runs its own (pxed-tftp, pxed-http), so the admin turns those off.
-    c.run(["systemctl", "disable", "--now", "tftpd-hpa.service", "lighttpd.service"])
     c.run(["systemd-sysusers"])
     c.run(["systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/pxed.conf"])
     c.run(["busctl", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",

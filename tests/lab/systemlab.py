@@ -76,10 +76,10 @@ class SystemLab:
         self.container.start()
         self.installed_by = install_pxed(self.container, self.deb)
         self.configure()
-        self.c.run(["systemctl", "enable", "--now", "pxed.socket"])
 
     def configure(self) -> None:
-        """What an admin does after installing: name the interface, add an entry, reload."""
+        """What an admin does after installing (README.Debian): name the interface (and here add
+        a boot entry), reload, turn off Debian's own tftpd-hpa and lighttpd, enable pxed.socket."""
         c = self.c
         deb = c.path(BOOT_ROOT) / "debian"
         deb.mkdir(parents=True, exist_ok=True)
@@ -91,6 +91,8 @@ class SystemLab:
                         + DEBIAN_ENTRY.format(timeout=20, default="debian"))
         conf.chmod(0o644)
         c.run(["systemctl", "daemon-reload"])  # the generator writes pxed-tftp/pxed-http and the socket drop-ins
+        c.run(["systemctl", "disable", "--now", "tftpd-hpa", "lighttpd"])
+        c.run(["systemctl", "enable", "--now", "pxed.socket"])
 
     def discover(self, mac: str, *, kind: str = "bios", wait: float = 3.0,
                  request_4011: bool = False) -> dict[str, Any]:
