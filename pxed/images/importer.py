@@ -173,7 +173,8 @@ def import_iso(fd: int, req: Request, store: Store, *,
         name, title = name_and_title(req, det)
         whole = profiles.whole_iso(det)
         if whole:
-            det = replace(det, files=(*det.files, f"{name}.iso"), cmdline=det.cmdline.replace("{iso}", f"{name}.iso"))
+            cmdline = det.cmdline.replace("{iso}", f"{name}.iso").replace("{iso_kib}", str(size * 11 // 10240 + 1))
+            det = replace(det, files=(*det.files, f"{name}.iso"), cmdline=cmdline)
         logger.info("ISO detected as %s (version %s, label %s): %d file(s)%s", det.profile, det.version, det.label,
                     len(det.files), ", served whole through memdisk" if det.memdisk else "")
         if on_detected is not None:

@@ -6,8 +6,9 @@ Input is the ISO's checked listing (relative path → size), a few small text fi
 initrds and the command line.  No I/O here, so every rule has a fast unit test.
 
 Command lines may hold ``{server}`` (the pxed address and port, filled in when menus
-are rendered), ``{base}`` (the image's URL path, ``images/<id>``) and ``{iso}`` (the file
-name of the whole ISO, for profiles that serve it too).  See
+are rendered), ``{base}`` (the image's URL path, ``images/<id>``), ``{iso}`` (the file
+name of the whole ISO, for profiles that serve it too) and ``{iso_kib}`` (its size in KiB
+plus a tenth: a RAM disk that holds it).  See
 ``shared/notes/iso-layouts.md`` for the sources of each command line.
 
 Order matters: the first profile whose markers all match wins; then the generic scanner
@@ -122,7 +123,7 @@ UBUNTU_ISO = Profile(
     name="ubuntu-casper-iso", title="Ubuntu",
     markers=("casper/vmlinuz*", "casper/initrd*"),
     kernel=UBUNTU.kernel, initrds=UBUNTU.initrds,
-    cmdline="boot=casper root=/dev/ram0 ramdisk_size=1500000 cloud-config-url=/dev/null ip=dhcp "
+    cmdline="boot=casper root=/dev/ram0 ramdisk_size={iso_kib} cloud-config-url=/dev/null ip=dhcp "
             "url=http://{server}/{base}/{iso}",
     sysappend=2, label_version=UBUNTU.label_version, whole_iso=True,
 )

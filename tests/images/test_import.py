@@ -49,7 +49,7 @@ EXPECTED: dict[str, tuple[str, str | None, str, tuple[str, ...], tuple[str, ...]
                        f"url={HTTP}/ubuntu-22.04.4-lts-amd64/casper/filesystem.squashfs"),
                       ("casper/filesystem.squashfs",)),
     "ubuntu-casper-iso": ("ubuntu-casper-iso", "24.04.1", "casper/vmlinuz", ("casper/initrd",),
-                          ("boot=casper", "ip=dhcp",
+                          ("boot=casper", "ip=dhcp", "root=/dev/ram0",
                            f"url={HTTP}/ubuntu-server-24.04.1-lts-amd64/ubuntu-server-24.04.1-lts-amd64.iso"),
                           ("ubuntu-server-24.04.1-lts-amd64.iso",)),
     "fedora-live": ("fedora-live", "39", "images/pxeboot/vmlinuz", ("images/pxeboot/initrd.img",),
@@ -87,6 +87,9 @@ def test_each_layout_is_detected_extracted_and_offered(env: Env, tmp_path: Path,
                    ln.startswith("APPEND ") and words and words[0] in ln), "")
     for w in words:
         assert w in append.split(), (w, append)
+    if layout == "ubuntu-casper-iso":  # the RAM disk holds the whole ISO
+        kib = int(next(w for w in append.split() if w.startswith("ramdisk_size=")).split("=")[1])
+        assert iso.stat().st_size < kib * 1024 < iso.stat().st_size * 1.2
     env.assert_no_leftovers()
 
 
