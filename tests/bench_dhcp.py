@@ -14,7 +14,9 @@ answered exchange to a file (dnsmasq --log-facility=FILE, which logs each PXE ex
 without --log-dhcp; pxed --log-target=stderr into a file), and the report counts the lines.
 
 Sustained rate: the highest offered rate at which every transaction completed and the
-generator really offered at least 95% of that rate.  The server's CPU time per transaction
+generator really offered at least 95% of that rate; a rate with loss is run once more
+(for both servers alike), since on a shared machine a few ms of stall overflow the socket
+buffer whatever the server.  The server's CPU time per transaction
 (utime+stime from /proc) is printed as well: it is what the noise on a shared machine
 disturbs least.
 """
@@ -265,6 +267,8 @@ def run(rates: tuple[float, ...] = RATES, duration: float = 3.0) -> dict[str, An
                 if failures[s.kind] >= 2:  # two rates in a row with loss: this server is past it
                     continue
                 row = measure(s, rate, duration)
+                if not row["sustained"]:  # one more try: a stall of the shared machine is not the server's
+                    row = measure(s, rate, duration) | {"tries": 2}
                 failures[s.kind] = 0 if row["sustained"] else failures[s.kind] + 1
                 results["load"][s.kind].append(row)
     finally:
@@ -280,7 +284,8 @@ def run(rates: tuple[float, ...] = RATES, duration: float = 3.0) -> dict[str, An
 def report(res: dict[str, Any]) -> None:
     print("\n== proxy DHCP load (UEFI transaction: DISCOVER→OFFER, REQUEST:4011→ACK), same run")
     print("   both servers up at once, measured alternately; same generator, request mix and boot files; "
-          "no CPU pinning;\n   kernel-default socket buffers for both; both log one line per exchange to a file")
+          "no CPU pinning;\n   kernel-default socket buffers for both; both log one line per exchange to a file; "
+          "a rate with loss is tried twice")
     print("| rate/s | server | offered/s | complete | offer p50/p99 ms | ack p50/p99 ms | CPU µs/tx | log lines/tx |\n"
           "|---|---|---|---|---|---|---|---|")
     sustained: dict[str, float] = {}
@@ -292,6 +297,7 @@ def report(res: dict[str, Any]) -> None:
             if row["acks"]:
                 cpu.setdefault(kind, []).append(row["cpu_us_per_tx"])
             mark = "" if row["sustained"] else " (loss)" if row["acks"] != row["sent"] else " (under-offered)"
+            mark += " (2nd try)" if row.get("tries") == 2 else ""
             print(f"| {row['rate']:.0f} | {kind} | {row['offered_rate']} | {row['acks']}/{row['sent']}{mark} | "
                   f"{row['offer_p50_ms']}/{row['offer_p99_ms']} | {row['ack_p50_ms']}/{row['ack_p99_ms']} | "
                   f"{row['cpu_us_per_tx']} | {row['log_lines_per_tx']} |")
