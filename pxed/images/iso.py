@@ -105,7 +105,10 @@ class IsoReader:
 
     def __init__(self, fd: int, size: int, *, max_files: int = MAX_FILES) -> None:
         self.fd, self.size, self.max_files = fd, size, max_files
-        pvd = os.pread(fd, SECTOR, 16 * SECTOR)
+        try:
+            pvd = os.pread(fd, SECTOR, 16 * SECTOR)
+        except OSError as e:
+            raise read_error(e) from None
         if pvd[1:6] != b"CD001" or len(pvd) < SECTOR:
             raise NotAnIso("no ISO 9660 volume descriptor at sector 16",
                            hint="pass an ISO 9660 image (.iso), not a disk image or archive")
@@ -133,8 +136,13 @@ class IsoReader:
         try:
             self._walk()
         except (InvalidImage, NotAnIso):
+            self.close()
             raise
+        except OSError as e:
+            self.close()
+            raise read_error(e) from None
         except Exception as e:
+            self.close()
             raise InvalidImage(f"the ISO's directory tree cannot be read: {e}",
                                hint="check the download (sha256sum) and try again") from None
 
@@ -319,11 +327,14 @@ class IsoReader:
         entry = self.files.get(path)
         if entry is None or entry.size > limit:
             return None
-        runs = self.extents(entry)
-        if runs is not None:
-            return b"".join(os.pread(self.fd, n, off) for off, n in runs)
-        out = io.BytesIO()
-        self._iso.get_file_from_iso_fp(out, **{self.namespace: entry.source})
+        try:
+            runs = self.extents(entry)
+            if runs is not None:
+                return b"".join(os.pread(self.fd, n, off) for off, n in runs)
+            out = io.BytesIO()
+            self._iso.get_file_from_iso_fp(out, **{self.namespace: entry.source})
+        except OSError as e:
+            raise read_error(e) from None
         return out.getvalue()[:limit]
 
     def copy(self, entry: Entry, out_fd: int, *, progress: Progress, cancel: threading.Event | None) -> str:
@@ -339,6 +350,11 @@ class IsoReader:
             raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes",
                                hint="the ISO is truncated or forged; download it again")
         return digest.hexdigest() if digest is not None else ""
+
+
+def read_error(e: OSError) -> PxedError:
+    return ImageIOError(f"cannot read the ISO: {e.strerror}",
+                        hint="check the disk or medium holding the ISO (dmesg) and import again")
 
 
 def write_error(e: OSError) -> PxedError:
