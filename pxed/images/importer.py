@@ -171,6 +171,7 @@ def import_iso(fd: int, req: Request, store: Store, *,
         texts = {p: t for p in profiles.texts_wanted(listing) if (t := iso.read_text(p)) is not None}
         det = choose(req, listing, texts, iso.label)
         name, title = name_and_title(req, det)
+        entries = [iso.files[p] for p in det.files]
         whole = profiles.whole_iso(det)
         if whole:
             cmdline = det.cmdline.replace("{iso}", f"{name}.iso").replace("{iso_kib}", str(size * 11 // 10240 + 1))
@@ -179,7 +180,6 @@ def import_iso(fd: int, req: Request, store: Store, *,
                     len(det.files), ", served whole through memdisk" if det.memdisk else "")
         if on_detected is not None:
             on_detected(det)
-        entries = [iso.files[p] for p in det.files if p in iso.files]
         from_iso = sum(e.size for e in entries)
         if from_iso > size:  # many names on one extent: refuse rather than multiply the bytes
             raise InvalidImage(f"the files to extract add up to {from_iso} bytes, more than the ISO's {size}",
