@@ -117,6 +117,21 @@ def test_add_image_options_names_and_duplicates(pxed: PxedOnBus) -> None:
     assert pxed.image_ids() == ["with-title"]
 
 
+def test_real_layout_is_detected_named_and_offered(pxed: PxedOnBus) -> None:
+    """An archiso-layout ISO through the bus: named from its label, detected, in the menu with pxed's address."""
+    from tests.images import isos
+
+    iso, _ = isos.build("archiso", pxed.bus.dir)
+    assert "ok" in add(pxed, iso, "")
+    wait_for(lambda: "arch_202611" in pxed.image_ids() and not pxed.pycall("ListJobs")["ok"][0])
+    got = pxed.pycall("GetImage", "s", ["arch_202611"])["ok"][0]
+    det = got["detection"]
+    assert (got["state"], got["title"], det["profile"], det["version"]) == \
+        ("ready", "Arch Linux 2026.11.01", "archiso", "2026.11.01")
+    menu = (pxed.boot_root / "pxelinux.cfg/pxe.cfg").read_text()
+    assert "archiso_http_srv=http://10.23.0.1/images/arch_202611/" in menu
+
+
 # ------------------------------------------------------------------------------ authorization
 
 
