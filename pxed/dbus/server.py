@@ -143,8 +143,10 @@ class DBusServer:
         bus = self._bus
         if bus is None:
             return
+        # Bounded: when dbus-daemon stops at the same time (system shutdown) the reply never
+        # comes, and an unbounded wait held pxed until systemd's stop timeout (90 s) killed it.
         with contextlib.suppress(Exception):
-            await bus.release_name(BUS_NAME)
+            await asyncio.wait_for(bus.release_name(BUS_NAME), timeout=2)
         for thread_event, loop_event in self._cancel.values():
             thread_event.set()
             loop_event.set()
