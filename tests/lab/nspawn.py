@@ -220,17 +220,30 @@ class Container:
     def journal(self, *args: str) -> str:
         return self.run(["journalctl", "--no-pager", "-q", *args], check=False).stdout
 
-    def stop(self, timeout: float = 20) -> None:
-        """Power off (nspawn turns SIGTERM into an orderly shutdown), then remove the overlay."""
-        if self.proc is not None and self.proc.poll() is None:
+    def poweroff(self, timeout: float = 20) -> float | None:
+        """Orderly shutdown (nspawn turns SIGTERM into a poweroff request to PID 1); the seconds
+        it took, or None when it did not finish within `timeout` and the container was killed."""
+        if self.proc is None or self.proc.poll() is not None:
+            return 0.0
+        started = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        took: float | None
+        try:
+            self.proc.wait(timeout)
+            took = time.monotonic() - started
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout)
+                os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout)
+            took = None
+        if host_runs_systemd():  # the transient scope, should anything be left in it
+            subprocess.run(["systemctl", "stop", "--quiet", f"{self.name}.scope"], capture_output=True)
+        return took
+
+    def stop(self, timeout: float = 20) -> None:
+        """Power off, then remove the overlay and what nspawn left behind."""
+        self.poweroff(timeout)
         self.proc = None
         # What nspawn leaves when /run is not a tmpfs (it refuses to rm -rf there): our
         # machine's propagation dir and the lock on our root's inode.

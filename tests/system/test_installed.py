@@ -238,3 +238,13 @@ def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware
     assert "offer" in stages, stages
     boot_file = "lpxelinux.0" if firmware == "bios" else "efi64/syslinux.efi"
     assert re.search(rf"RRQ from 10\.77\.0\.\d+ filename /?{re.escape(boot_file)}", sl.c.journal("-u", "pxed-tftp"))
+
+
+# ------------------------------------------------------------------ last: shutting down
+def test_pxed_does_not_hold_up_system_shutdown(sl: SystemLab) -> None:
+    """At poweroff dbus-daemon stops alongside pxed; pxed once waited for a bus reply that
+    never came until systemd killed it after TimeoutStopSec (90 s)."""
+    sl.c.run(["busctl", "call", "org.pxed.Pxed1", "/org/pxed/Pxed1", "org.pxed.Pxed1.Manager", "GetStatus"])
+    assert active(sl, "pxed.service") == "active"
+    took = sl.c.poweroff(timeout=150)
+    assert took is not None and took < 20, (took, sl.c.console.read_text(errors="replace")[-3000:])
