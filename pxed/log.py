@@ -90,7 +90,12 @@ def setup_logging(*, debug: bool = False, target: str = "auto", identifier: str 
 
 
 def _quiet_libraries(record: logging.LogRecord) -> bool:
-    """pyroute2, dbus_fast and asyncio debug chatter is noise for an admin: keep warnings and up."""
+    """pyroute2, dbus_fast and asyncio debug chatter is noise for an admin: keep warnings and up.
+
+    pyroute2's tc module warns at import that /proc/net/psched is missing: the unit's
+    ProcSubset=pid hides /proc/net, and pxed uses no traffic control, so that is dropped."""
+    if record.name.startswith("pyroute2.netlink.rtnl.tcmsg"):
+        return False
     if record.name.startswith(("pyroute2", "dbus_fast", "asyncio")):
         return record.levelno >= logging.WARNING
     return True
