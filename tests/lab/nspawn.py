@@ -99,8 +99,12 @@ def debian_tree(packages: Sequence[str], cache: Path = CACHE) -> Path:
         tmp = cache / f".build-{key}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
-                                os.fspath(tmp), MIRROR], capture_output=True, text=True)
+            for _attempt in range(2):  # one retry: a mirror hiccup should not fail the run
+                shutil.rmtree(tmp, ignore_errors=True)
+                r = subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
+                                    os.fspath(tmp), MIRROR], capture_output=True, text=True)
+                if r.returncode == 0:
+                    break
             if r.returncode != 0:
                 log = (tmp / "debootstrap/debootstrap.log")
                 detail = log.read_text(errors="replace")[-3000:] if log.exists() else r.stderr[-3000:]

@@ -89,6 +89,14 @@ def test_discover_starts_pxed_by_socket_activation_and_is_answered(sl: SystemLab
     assert active(sl, "pxed-pxe.socket") == "active"  # pulled in by pxed.service (Requires=)
 
 
+def test_a_clean_start_logs_no_warnings(sl: SystemLab) -> None:
+    sl.c.run(["systemctl", "restart", "pxed.service"])
+    invocation = sl.c.unit_property("pxed.service", "InvocationID")
+    wait_for(lambda: "serving org.pxed.Pxed1" in sl.c.journal(f"_SYSTEMD_INVOCATION_ID={invocation}"), 20,
+             what="pxed on the bus")
+    assert sl.c.journal(f"_SYSTEMD_INVOCATION_ID={invocation}", "-p", "warning") == ""
+
+
 def test_journal_shows_one_clients_exchange(sl: SystemLab) -> None:
     mac, other = "52:54:00:5e:00:20", "52:54:00:5e:00:21"
     result = sl.discover(mac, kind="efi64", wait=3, request_4011=True)
