@@ -161,6 +161,10 @@ class Container:
                         f"lowerdir={self.tree},upperdir={self.workdir / 'upper'},workdir={self.workdir / 'work'}",
                         os.fspath(self.root)], check=True, capture_output=True)
         self._mounted = True
+        self.boot(timeout)
+
+    def boot(self, timeout: float = 90) -> None:
+        """Start systemd-nspawn on the mounted root and wait until the system is running."""
         nspawn = ["systemd-nspawn", "--quiet", "--boot", f"--directory={self.root}", f"--machine={self.name}",
                   "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{self.netns}",
                   "--console=passive", "--link-journal=no", "--resolv-conf=off", "--timezone=off"]
@@ -245,18 +249,30 @@ class Container:
             subprocess.run(["systemctl", "stop", "--quiet", f"{self.name}.scope"], capture_output=True)
         return took
 
-    def stop(self, timeout: float = 20) -> None:
-        """Power off, then remove the overlay and what nspawn left behind."""
-        self.poweroff(timeout)
+    def reboot(self, timeout: float = 90) -> float | None:
+        """Power off and boot again on the same root (what was installed and enabled stays)."""
+        took = self.poweroff(timeout)
+        self._forget_nspawn_state()
+        self.boot(timeout)
+        return took
+
+    def _forget_nspawn_state(self) -> None:
+        """What nspawn leaves when /run is not a tmpfs (it refuses to rm -rf there): our
+        machine's propagation dir and the lock on our root's inode."""
         self.proc = None
-        # What nspawn leaves when /run is not a tmpfs (it refuses to rm -rf there): our
-        # machine's propagation dir and the lock on our root's inode.
+        self.leader = 0
         with contextlib.suppress(OSError):
             Path(f"/run/systemd/nspawn/propagate/{self.name}").rmdir()
         if self._mounted:
             with contextlib.suppress(OSError):
                 st = self.root.stat()
                 Path(f"/run/systemd/nspawn/locks/inode-{st.st_dev}:{st.st_ino}").unlink()
+
+    def stop(self, timeout: float = 20) -> None:
+        """Power off, then remove the overlay and what nspawn left behind."""
+        self.poweroff(timeout)
+        self._forget_nspawn_state()
+        if self._mounted:
             for _ in range(50):
                 if subprocess.run(["umount", os.fspath(self.root)], capture_output=True).returncode == 0:
                     break

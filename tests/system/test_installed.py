@@ -248,7 +248,20 @@ def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware
     assert re.search(rf"RRQ from 10\.77\.0\.\d+ filename /?{re.escape(boot_file)}", sl.c.journal("-u", "pxed-tftp"))
 
 
-# ------------------------------------------------------------------ last: shutting down
+# ------------------------------------------------------------------ last: reboot, shutdown
+def test_enabled_pxed_answers_after_a_reboot(sl: SystemLab) -> None:
+    """Enabled means: after a reboot the generator runs at boot, pxed.socket listens on the
+    interface again (BindToDevice from the generated drop-in) and the first DISCOVER starts pxed."""
+    sl.c.reboot()
+    assert active(sl, "pxed.socket") == "active" and active(sl, "pxed.service") == "inactive"
+    assert sl.c.unit_property("pxed.socket", "BindToDevice") == "lab0"
+    offers = pxed_replies(sl.discover("52:54:00:5e:00:30", wait=8))
+    assert offers and offers[0]["file"] == "lpxelinux.0"
+    wait_for(lambda: active(sl, "pxed-tftp") == active(sl, "pxed-http") == "active", 20, what="servers active")
+    assert sl.c.unit_property("pxed-tftp.service", "FragmentPath").startswith("/run/systemd/generator/")
+
+
+# ------------------------------------------------------------------ shutting down
 def test_pxed_does_not_hold_up_system_shutdown(sl: SystemLab) -> None:
     """At poweroff dbus-daemon stops alongside pxed; pxed once waited for a bus reply that
     never came until systemd killed it after TimeoutStopSec (90 s)."""
