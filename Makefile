@@ -101,7 +101,7 @@ deps-pip:
 check: deps
 	$(MAKE) lint typecheck
 	$(MAKE) deb
-	PXED_DEB=$(DEB) $(PYTEST) $(PYTEST_ARGS)
+	PXED_DEB=$(abspath $(DEB)) $(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) test-floor
 
 FLOOR_VENV ?= build/venv-floor
@@ -124,7 +124,7 @@ test-integration:
 ## make test-system: the installed .deb of pxed under systemd as PID 1 (systemd-nspawn, debootstrap'd
 ## Debian 12 tree cached in /var/cache/pxed-systest) on a lab network, booted by a QEMU client.
 test-system: deb
-	PXED_DEB=$(DEB) $(PYTEST) -m system tests/system $(PYTEST_ARGS)
+	PXED_DEB=$(abspath $(DEB)) $(PYTEST) -m system tests/system $(PYTEST_ARGS)
 
 lint:
 	$(PYTHON) -m ruff check pxed tests tools

@@ -239,13 +239,16 @@ def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware
     vm = sl.boot(firmware, mac=mac)
     for name, pattern in MILESTONES:
         vm.wait(pattern, 240, name)
-    assert f"Command line: BOOT_IMAGE=http://{SERVER}/debian/linux console=ttyS0,115200" in vm.text()
+    text = vm.text()
+    assert f"Command line: BOOT_IMAGE=http://{SERVER}/debian/linux console=ttyS0,115200" in text, text[-3000:]
     vm.stop()
     stages = [json.loads(line).get("PXE_STAGE") for line in
               sl.c.journal("-u", "pxed", f"CLIENT_MAC={mac}", "-o", "json").splitlines() if line.strip()]
-    assert "offer" in stages, stages
+    assert "offer" in stages, (stages, sl.c.journal("-u", "pxed", "-n", "40"))
     boot_file = "lpxelinux.0" if firmware == "bios" else "efi64/syslinux.efi"
-    assert re.search(rf"RRQ from 10\.77\.0\.\d+ filename /?{re.escape(boot_file)}", sl.c.journal("-u", "pxed-tftp"))
+    tftp_log = sl.c.journal("-u", "pxed-tftp")
+    fetched_by = set(re.findall(rf"RRQ from (10\.77\.0\.\d+) filename /?{re.escape(boot_file)}$", tftp_log, re.M))
+    assert fetched_by - {WEB_IP}, tftp_log[-3000:]  # the VM's lease address, not the test's own fetch
 
 
 # ------------------------------------------------------------------ last: reboot, shutdown
