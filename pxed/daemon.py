@@ -3,6 +3,13 @@
 config → boot tree → catalog recovery → sockets (socket activation, or bound by
 hand) → protocol engine → netlink monitor → menus → D-Bus → sd_notify READY.
 SIGHUP reloads (configuration, policy, menus), SIGTERM/SIGINT stop.
+
+Threads: DHCP datagrams are read, decided and answered in one packet thread
+(:class:`pxed.io.udp.PacketThread`); everything else runs on the asyncio loop.  The
+loop publishes state to the packet thread only by replacing immutable objects (the
+interface snapshot, the engine's policy); the packet thread hands each answered
+exchange back to the loop for D-Bus through a deque, waking the loop only when the
+deque was empty.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +36,7 @@ from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigErr
 from pxed.io import udp
 from pxed.io.netlink import InterfaceMonitor
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
-from pxed.log import setup_logging
+from pxed.log import info_fields, setup_logging
 from pxed.model import InterfaceInfo
 
 if TYPE_CHECKING:
@@ -49,6 +57,7 @@ class State:
 class Sockets:
     listeners: dict[Listener, udp.DatagramListener]
     activated: bool
+    thread: udp.PacketThread
 
 
 class Daemon:
@@ -61,8 +70,8 @@ class Daemon:
         self.interface_name: str = config.interface
         self.state = State.STARTING
         self.iface: InterfaceInfo | None = None
-        self._address_of: InterfaceInfo | None = None
-        self._address: ipaddress.IPv4Address | None = None
+        # (snapshot, its address): one tuple, so the packet thread never sees a torn pair
+        self._address_of: tuple[InterfaceInfo | None, ipaddress.IPv4Address | None] = (None, None)
         self.notifier = Notifier()
         self.engine = ProxyEngine(BootPolicy.from_config(config))
         self.service = Service(config, server_address=self.server_address)
@@ -72,14 +81,16 @@ class Daemon:
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._seen: deque[Answered] = deque(maxlen=4096)  # packet thread → loop, for D-Bus
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
         iface = self.iface
-        if iface is not self._address_of:  # once per interface snapshot, not per reply
-            self._address_of = iface
-            self._address = iface.address if iface is not None and iface.up else None
-        return self._address
+        cached = self._address_of
+        if iface is not cached[0]:  # once per interface snapshot, not per reply
+            cached = self._address_of = (iface, iface.address if iface is not None and iface.up else None)
+        return cached[1]
 
     def status_line(self) -> str:
         if self.state == State.WAITING or self.iface is None:
@@ -102,7 +113,7 @@ class Daemon:
         if self.dbus is not None:
             self.dbus.runtime_changed()
 
-    # ------------------------------------------------------------------ packets
+    # ------------------------------------------------------------------ packets (packet thread)
     def on_datagram(self, data: bytes, peer: Peer) -> None:
         iface = self.iface
         if iface is None or iface.address is None:
@@ -121,19 +132,34 @@ class Daemon:
                 return
         if isinstance(ev, Answered):
             if logger.isEnabledFor(logging.INFO):  # one journal line per answered exchange
-                logger.info("%s sent to %s (arch %d%s): boot file %s",
-                            "Proxy offer" if ev.stage == "offer" else "PXE ack", ev.mac, ev.arch,
-                            ", iPXE" if ev.ipxe else "", ev.boot_file,
-                            extra={"CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
-                                   "PXE_STAGE": ev.stage.value, "BOOT_FILE": ev.boot_file,
-                                   "CLIENT_IP": str(peer.address), "LISTENER": peer.listener.value})
+                info_fields(logger, f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to {ev.mac} "
+                                    f"(arch {ev.arch}{', iPXE' if ev.ipxe else ''}): boot file {ev.boot_file}",
+                            {"CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
+                             "PXE_STAGE": ev.stage.value, "BOOT_FILE": ev.boot_file,
+                             "CLIENT_IP": str(peer.address), "LISTENER": peer.listener.value})
             if self.dbus is not None:
-                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
+                seen = self._seen
+                seen.append(ev)
+                if len(seen) == 1:  # was empty: the loop is not about to drain it yet
+                    self._wake_loop()
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             if logger.isEnabledFor(level):
                 logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
                            extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
+
+    def _wake_loop(self) -> None:
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._loop.call_soon_threadsafe(self._flush_seen)
+
+    def _flush_seen(self) -> None:
+        """On the loop: emit ClientSeen for what the packet thread answered."""
+        seen, dbus = self._seen, self.dbus
+        while seen:
+            ev = seen.popleft()
+            if dbus is not None:
+                dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
 
     # ------------------------------------------------------------------ interface
     def on_interface(self, info: InterfaceInfo | None) -> None:
@@ -218,7 +244,7 @@ class Daemon:
             listeners[listener] = udp.DatagramListener(
                 s, listener, self.on_datagram, device_bound=bound,
                 ifindex=lambda: self.iface.index if self.iface else None)
-        return Sockets(listeners, activated)
+        return Sockets(listeners, activated, udp.PacketThread(listeners.values()))
 
     @staticmethod
     def _classify(fds: dict[str, list[int]]) -> dict[Listener, socket.socket]:
@@ -265,7 +291,7 @@ class Daemon:
         self.dbus = server
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
@@ -286,8 +312,7 @@ class Daemon:
         else:
             self.state = State.RUNNING if self.server_address() else State.WAITING
             self._render_menus()
-        for lst in self.sockets.listeners.values():
-            lst.start(loop)
+        self.sockets.thread.start()
 
         logger.info("pxed %s started on %s (%s sockets)", __version__, self.interface_name,
                     "socket-activated" if self.sockets.activated else "own",
@@ -303,8 +328,7 @@ class Daemon:
         logger.info("stopping")
         watchdog.cancel()
         status.cancel()
-        for lst in self.sockets.listeners.values():
-            lst.stop()
+        await asyncio.to_thread(self.sockets.thread.stop)
         await self.monitor.stop()
         if self._dbus_task is not None:
             self._dbus_task.cancel()
@@ -321,7 +345,12 @@ class Daemon:
         if wd.ping_every is None:
             return
         while True:
-            self.notifier.watchdog()
+            # No ping while the packet thread is dead or stuck in one wake-up: systemd restarts us.
+            thread = self.sockets.thread if self.sockets is not None else None
+            if thread is None or thread.healthy(time.monotonic(), stuck_after=wd.ping_every):
+                self.notifier.watchdog()
+            else:
+                logger.error("DHCP packet thread is not responding; withholding the watchdog ping")
             await asyncio.sleep(wd.ping_every)
 
     async def _status_ticker(self) -> None:

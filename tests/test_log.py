@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import io
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from pxed.log import FieldsFormatter, level_from_env
+import pxed.log
+from pxed.log import FieldsFormatter, info_fields, level_from_env, setup_logging
+
+EXCHANGE = {"CLIENT_MAC": "52:54:00:aa:bb:cc", "CLIENT_ARCH": "7", "CLIENT_UUID": "", "PXE_STAGE": "offer",
+            "BOOT_FILE": "efi64/syslinux.efi", "LISTENER": "dhcp"}
 
 
 def test_stderr_format_keeps_structured_fields() -> None:
@@ -36,26 +43,86 @@ def test_journal_receives_structured_fields(tmp_path: Path) -> None:
 
     need(os.geteuid() == 0, "needs root for a private mount namespace")
     sink = DatagramSink(tmp_path / "journal.sock")
-    code = ("from pxed.log import setup_logging; import logging; "
+    code = ("from pxed.log import setup_logging, info_fields; import logging; "
             "assert setup_logging() == 'journal'; "
             "logging.getLogger('pxed.daemon').info('Proxy offer sent to %s', '52:54:00:aa:bb:cc', "
-            "extra={'CLIENT_MAC': '52:54:00:aa:bb:cc', 'PXE_STAGE': 'offer', 'BOOT_FILE': 'lpxelinux.0'})")
+            "extra={'CLIENT_MAC': '52:54:00:aa:bb:cc', 'PXE_STAGE': 'offer', 'BOOT_FILE': 'lpxelinux.0', "
+            "'CLIENT_UUID': ''}); "
+            "info_fields(logging.getLogger('pxed.daemon'), 'Proxy offer sent to 52:54:00:aa:bb:cc', "
+            "{'CLIENT_MAC': '52:54:00:aa:bb:cc', 'PXE_STAGE': 'offer', 'BOOT_FILE': 'lpxelinux.0', "
+            "'CLIENT_UUID': ''}); "
+            "info_fields(logging.getLogger('pxed.daemon'), 'two\\nlines', {'BOOT_FILE': 'a\\nb'})")
     script = ("set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/journal; : > /run/systemd/journal/socket; "
               f"mount --bind {sink.path} /run/systemd/journal/socket; exec \"$@\"")
     try:
         subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                         sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)),
                        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
-        wait_for(lambda: sink.messages, 5, what="a journal datagram")
+        wait_for(lambda: len(sink.messages) >= 3, 5, what="three journal datagrams")
     finally:
         sink.close()
     from tests.lab.pxedproc import parse_journal_datagram
 
-    (entry,) = [parse_journal_datagram(m) for m in sink.messages]
+    entry, direct, multiline = [parse_journal_datagram(m) for m in sink.messages]
     assert entry["MESSAGE"] == "Proxy offer sent to 52:54:00:aa:bb:cc"
     assert entry["CLIENT_MAC"] == "52:54:00:aa:bb:cc"
     assert entry["PXE_STAGE"] == "offer" and entry["BOOT_FILE"] == "lpxelinux.0"
     assert entry["SYSLOG_IDENTIFIER"] == "pxed" and entry["PRIORITY"] == "6"
+    # info_fields() sends its own datagram: the same entry (the caller's CODE_* too, all on
+    # line 1 of `code`), but for the message's arguments
+    del entry["CODE_ARGS"]
+    assert direct == entry and direct["CODE_FUNC"] == "<module>"
+    assert multiline["MESSAGE"] == "two\nlines" and multiline["BOOT_FILE"] == "a\nb"
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """setup_logging() replaces the root's handlers (pytest's too): put them back afterwards."""
+    root = logging.getLogger()
+    saved, level, direct = list(root.handlers), root.level, pxed.log._direct
+    yield
+    root.handlers[:] = saved
+    root.setLevel(level)
+    pxed.log._direct = direct
+
+
+@pytest.mark.parametrize("with_time", [True, False])
+def test_info_fields_writes_what_logging_would_to_stderr(monkeypatch: pytest.MonkeyPatch, root_logging: None,
+                                                        with_time: bool) -> None:
+    if with_time:
+        monkeypatch.delenv("INVOCATION_ID", raising=False)
+    else:
+        monkeypatch.setenv("INVOCATION_ID", "x")
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    assert setup_logging(target="stderr") == "stderr"
+    log = logging.getLogger("pxed.daemon")
+    log.info("%s sent to %s", "Proxy offer", "52:54:00:aa:bb:cc", extra=EXCHANGE)
+    info_fields(log, "Proxy offer sent to 52:54:00:aa:bb:cc", EXCHANGE)
+    through_logging, direct = out.getvalue().splitlines()
+    if with_time:  # "YYYY-mm-dd HH:MM:SS,mmm ": the two lines may be a millisecond apart
+        assert direct[23:] == through_logging[23:] and direct[:19] <= through_logging[:19] + "~"
+    else:
+        assert direct == through_logging
+    assert direct.endswith("[CLIENT_MAC=52:54:00:aa:bb:cc CLIENT_ARCH=7 PXE_STAGE=offer "
+                           "BOOT_FILE=efi64/syslinux.efi LISTENER=dhcp]")
+
+
+def test_info_fields_defers_to_logging_when_others_listen(monkeypatch: pytest.MonkeyPatch, root_logging: None,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A handler or filter added after setup_logging() (pytest's caplog here) still sees the record."""
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    setup_logging(target="stderr")
+    logging.getLogger().addHandler(caplog.handler)
+    info_fields(logging.getLogger("pxed.daemon"), "Proxy offer sent", EXCHANGE)
+    (rec,) = caplog.records
+    assert rec.getMessage() == "Proxy offer sent" and rec.CLIENT_MAC == "52:54:00:aa:bb:cc"  # type: ignore[attr-defined]
+    assert rec.funcName == "test_info_fields_defers_to_logging_when_others_listen"
+    assert "Proxy offer sent" in out.getvalue()
+    logging.getLogger().setLevel(logging.WARNING)
+    info_fields(logging.getLogger("pxed.daemon"), "not shown", EXCHANGE)
+    assert "not shown" not in out.getvalue() and len(caplog.records) == 1
 
 
 def test_stderr_time_is_the_stock_format_across_seconds() -> None:

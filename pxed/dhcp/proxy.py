@@ -269,6 +269,21 @@ def _option_at(payload: bytes, code: int) -> int | None:
 _TemplateKey = tuple[object, ...]
 
 
+class _Memo:
+    """A boot policy and the replies memoised under it: replaced as one, never changed in place.
+
+    The daemon sets a new policy from its event-loop thread while a packet thread reads;
+    one reference store swaps both, so a reply decided under the old policy can only land
+    in the old (discarded) memo.
+    """
+
+    __slots__ = ("policy", "templates")
+
+    def __init__(self, policy: BootPolicy) -> None:
+        self.policy = policy
+        self.templates: dict[_TemplateKey, _Template | None] = {}
+
+
 class ProxyEngine:
     """Parse + decide + count, with a bounded per-MAC reply rate limit.
 
@@ -276,7 +291,8 @@ class ProxyEngine:
     :func:`decide`, and later requests of the same kind (:meth:`_key`) get that reply with
     their own identity patched in (:class:`_Template`), without building a :class:`Packet`.
     The memo is dropped when the policy or the interface snapshot changes, so replies
-    always carry the current address.  Anything unusual (overloaded options, a malformed
+    always carry the current address.  :meth:`receive` is for one thread; the ``policy``
+    may be replaced from another at any time.    Anything unusual (overloaded options, a malformed
     packet, a request pxed ignores) takes the full path.
     """
 
@@ -286,29 +302,32 @@ class ProxyEngine:
     MAX_TEMPLATES = 256  # kinds of request remembered; a flood of odd kinds only clears the memo
 
     def __init__(self, policy: BootPolicy) -> None:
-        self._policy = policy
+        self._memo = _Memo(policy)
         self.answered = 0
         self.ignored = 0
         self._rate: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
-        self._templates: dict[_TemplateKey, _Template | None] = {}
         self._iface: InterfaceInfo | None = None
         self._nets: tuple[tuple[int, int], ...] = ()
         self._uuids: dict[bytes, str | None] = {}
 
     @property
     def policy(self) -> BootPolicy:
-        return self._policy
+        return self._memo.policy
 
     @policy.setter
     def policy(self, policy: BootPolicy) -> None:
-        self._policy = policy
-        self._templates.clear()
+        self._memo = _Memo(policy)
+
+    @property
+    def _templates(self) -> dict[_TemplateKey, _Template | None]:
+        return self._memo.templates
 
     def receive(self, data: bytes, peer: Peer, iface: InterfaceInfo, now: float) -> Decision:
         if iface is not self._iface:
             self._use_interface(iface)
+        memo = self._memo  # read once: the policy and its memo stay together for this request
         key, guid = self._key(data, peer, iface)
-        template = self._templates.get(key) if key is not None else None
+        template = memo.templates.get(key) if key is not None else None
         if template is not None:
             hlen = data[2]
             chaddr = data[28:28 + hlen]
@@ -323,13 +342,13 @@ class ProxyEngine:
             self.ignored += 1
             return Decision(None, Ignored(f"malformed packet from {peer.address}: {e}"))
         try:
-            decision = decide(packet, peer, iface, self._policy)
+            decision = decide(packet, peer, iface, memo.policy)
         except Exception as e:  # a bug must not take the packet loop down
             self.ignored += 1
             return Decision(None, Ignored(f"internal error deciding on a packet: {type(e).__name__}: {e}",
                                           packet.mac, notable=True))
         if key is not None and decision.outgoing is not None:
-            self._remember(key, decision, data, guid, peer)
+            self._remember(memo, key, decision, data, guid, peer)
         if decision.outgoing is not None and not self._allow(packet.chaddr, now):
             self.ignored += 1
             return Decision(None, Ignored("rate limit: too many requests from this client", packet.mac))
@@ -343,7 +362,7 @@ class ProxyEngine:
     def _use_interface(self, iface: InterfaceInfo) -> None:
         self._iface = iface
         self._nets = tuple((int(a.network.network_address), int(a.network.netmask)) for a in iface.addresses)
-        self._templates.clear()
+        self._memo.templates.clear()
 
     def _key(self, data: bytes, peer: Peer, iface: InterfaceInfo) -> tuple[_TemplateKey | None, bytes | None]:
         """What :func:`decide`'s answer depends on besides the request's identity, and option 97.
@@ -372,7 +391,7 @@ class ProxyEngine:
                 opts.get(Opt.VENDOR_CLASS), opts.get(Opt.CLIENT_ARCH), opts.get(Opt.USER_CLASS),
                 opts.get(Opt.VENDOR_SPECIFIC), -1 if guid is None else len(guid)), guid
 
-    def _remember(self, key: _TemplateKey, decision: Decision, data: bytes, guid: bytes | None,
+    def _remember(self, memo: _Memo, key: _TemplateKey, decision: Decision, data: bytes, guid: bytes | None,
                   peer: Peer) -> None:
         assert decision.outgoing is not None
         guid_at = 0
@@ -384,9 +403,9 @@ class ProxyEngine:
         template = _Template(decision, guid_at)
         if self._render(template, data, data[2], guid, peer) != decision:
             return  # decide() did something a template cannot repeat: keep the full path for this kind
-        if len(self._templates) >= self.MAX_TEMPLATES:
-            self._templates.clear()
-        self._templates[key] = template
+        if len(memo.templates) >= self.MAX_TEMPLATES:
+            memo.templates.clear()
+        memo.templates[key] = template
 
     def _render(self, t: _Template, data: bytes, hlen: int, guid: bytes | None, peer: Peer) -> Decision:
         payload = t.render(data, hlen, guid)
