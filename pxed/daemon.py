@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import json
 import logging
@@ -83,6 +84,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._seen: deque[Answered] = deque(maxlen=4096)  # packet thread → loop, for D-Bus
+        self._peer_text: tuple[ipaddress.IPv4Address | None, str] = (None, "")  # packet thread only
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
@@ -135,8 +137,8 @@ class Daemon:
                 info_fields(logger, f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to {ev.mac} "
                                     f"(arch {ev.arch}{', iPXE' if ev.ipxe else ''}): boot file {ev.boot_file}",
                             {"CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
-                             "PXE_STAGE": ev.stage.value, "BOOT_FILE": ev.boot_file,
-                             "CLIENT_IP": str(peer.address), "LISTENER": peer.listener.value})
+                             "PXE_STAGE": ev.stage, "BOOT_FILE": ev.boot_file,  # StrEnums: their value
+                             "CLIENT_IP": self._address_text(peer.address), "LISTENER": peer.listener})
             if self.dbus is not None:
                 seen = self._seen
                 seen.append(ev)
@@ -147,6 +149,12 @@ class Daemon:
             if logger.isEnabledFor(level):
                 logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
                            extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
+
+    def _address_text(self, ip: ipaddress.IPv4Address) -> str:
+        last = self._peer_text
+        if last[0] is not ip:  # the UDP adapter hands on one object per client address
+            last = self._peer_text = (ip, str(ip))
+        return last[1]
 
     def _wake_loop(self) -> None:
         if self._loop is not None:
@@ -288,6 +296,10 @@ class Daemon:
         except Exception:  # an adapter failure must never take DHCP down with it
             logger.exception("D-Bus API unavailable, pxectl cannot reach this daemon")
             return
+        finally:
+            # Start-up is over: what exists now lives as long as the daemon.  Keep it out of
+            # the cyclic collector, whose full pass over it (~10 ms) stalls the packet thread.
+            gc.freeze()
         self.dbus = server
 
     async def run(self) -> int:

@@ -122,7 +122,8 @@ class DatagramListener:
         # Clients send from a few addresses (0.0.0.0, their lease): parse each once.
         self._peer_ips: dict[str, ipaddress.IPv4Address] = {}
         self._dest_strs: dict[ipaddress.IPv4Address, str] = {}
-        self._anc: tuple[tuple[int, ipaddress.IPv4Address | None], list[tuple[int, int, bytes]]] = ((-1, None), [])
+        self._last_dest: tuple[ipaddress.IPv4Address | None, str] = (None, "")
+        self._anc: tuple[int, ipaddress.IPv4Address | None, list[tuple[int, int, bytes]]] = (-1, None, [])
 
     def drain(self) -> None:
         """Read and hand on up to :data:`BATCH` queued datagrams (the socket is non-blocking)."""
@@ -162,19 +163,28 @@ class DatagramListener:
                 logger.exception("unexpected error handling a datagram from %s", addr)
 
     def send(self, out: Outgoing, source: ipaddress.IPv4Address | None) -> bool:
+        # Identity checks first: the source is the daemon's cached address and most replies
+        # go to one destination object (broadcast); IPv4Address hashing and == are slow.
+        cached = self._anc
         if out.ifindex is None:
             anc = []
-        elif self._anc[0] == (out.ifindex, source):
-            anc = self._anc[1]
+        elif cached[0] == out.ifindex and cached[1] is source:
+            anc = cached[2]
         else:
             spec = source.packed if source is not None else b"\0\0\0\0"
             anc = [(socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.pack(out.ifindex, spec, b"\0\0\0\0"))]
-            self._anc = ((out.ifindex, source), anc)
-        dest = self._dest_strs.get(out.address)
-        if dest is None:
-            if len(self._dest_strs) >= _CACHED:
-                self._dest_strs.clear()
-            dest = self._dest_strs[out.address] = str(out.address)
+            self._anc = (out.ifindex, source, anc)
+        last = self._last_dest
+        if last[0] is out.address:
+            dest = last[1]
+        else:
+            got = self._dest_strs.get(out.address)
+            if got is None:
+                if len(self._dest_strs) >= _CACHED:
+                    self._dest_strs.clear()
+                got = self._dest_strs[out.address] = str(out.address)
+            dest = got
+            self._last_dest = (out.address, dest)
         try:
             self.sock.sendmsg([out.payload], anc, 0, (dest, out.port))
             return True
