@@ -237,8 +237,12 @@ def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware
         need(OVMF_CODE.exists(), "OVMF is not installed (ovmf)")
     mac = "52:54:00:5e:01:01" if firmware == "bios" else "52:54:00:5e:01:02"
     vm = sl.boot(firmware, mac=mac)
-    for name, pattern in MILESTONES:
-        vm.wait(pattern, 240, name)
+    try:
+        for name, pattern in MILESTONES:
+            vm.wait(pattern, 240, name)
+    except TimeoutError as e:
+        servers = sl.c.journal("-u", "pxed-http", "-u", "pxed-tftp", "-n", "40")
+        raise AssertionError(f"{e}\n--- pxed-http/pxed-tftp journal:\n{servers}") from None
     text = vm.text()
     assert f"Command line: BOOT_IMAGE=http://{SERVER}/debian/linux console=ttyS0,115200" in text, text[-3000:]
     vm.stop()
