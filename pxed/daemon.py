@@ -318,13 +318,15 @@ class Daemon:
         self.monitor = InterfaceMonitor(self.interface_name, self.on_interface)
         info = await self.monitor.start()
         self.iface = info
+        # Answer now (the datagram that socket-activated us is waiting); the menus, written
+        # on every start for the current address, are fetched only after a boot file.
+        self.sockets.thread.start()
         if info is None:
             logger.warning("interface %s does not exist yet; waiting for it", self.interface_name)
             self.state = State.WAITING
         else:
             self.state = State.RUNNING if self.server_address() else State.WAITING
             self._render_menus()
-        self.sockets.thread.start()
 
         logger.info("pxed %s started on %s (%s sockets)", __version__, self.interface_name,
                     "socket-activated" if self.sockets.activated else "own",

@@ -20,8 +20,6 @@ from pxed.boottree import MenuExtras, extras_of
 from pxed.config import Config
 from pxed.errors import Busy, Exists, NotFound
 from pxed.images.catalog import Catalog, Detection, ImageRecord, ImageState
-from pxed.images.importer import Request, crashpoint, import_iso
-from pxed.menu import render_menus, write_menus
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +124,16 @@ class Service:
             return None
         port = self._config.http_port
         server = str(address) if port == 80 else f"{address}:{port}"
+        from pxed.menu import render_menus  # jinja2: imported when first needed, off pxed's cold start
+
         extras: MenuExtras = extras_of(self._config.boot_root)
         entries = [*self._config.entries, *(r.boot_entry(server) for r in images if r.state is ImageState.READY)]
         return render_menus(self._config, entries, address, extras=extras)
 
     def render_menus(self) -> None:
         """Regenerate every menu from config + ready images + the current address (atomic)."""
+        from pxed.menu import write_menus
+
         with self._lock:
             files = self._menu_files(self._images)
             if files is not None:
@@ -150,6 +152,8 @@ class Service:
                      cancel: threading.Event | None = None,
                      on_detected: Callable[[Detection], None] | None = None) -> ImageRecord:
         """Import an ISO from an open file descriptor (see :mod:`pxed.images.importer`)."""
+        from pxed.images.importer import Request, import_iso  # pycdlib: not needed to answer DHCP
+
         cfg = self._config
         req = Request(name=name, title=options.title, memdisk=options.memdisk, allow_memdisk=cfg.image_memdisk,
                       max_bytes=cfg.image_max_bytes)
@@ -163,6 +167,9 @@ class Service:
             self._save((*self._images, record))
 
     def _commit_import(self, record: ImageRecord) -> None:
+        from pxed.images.importer import crashpoint
+        from pxed.menu import write_menus
+
         with self._lock:
             images = tuple(record if r.id == record.id else r for r in self._images)
             files = self._menu_files(images)  # refuses an entry the menus cannot hold, before it is ready
