@@ -237,17 +237,20 @@ class _Template:
         self.boot_file, self.ipxe, self.relayed = ev.boot_file, ev.ipxe, ev.relayed
 
     def render(self, data: bytes, hlen: int, guid: bytes | None) -> bytes:
-        buf = bytearray(self.payload)
-        buf[4:8] = data[4:8]  # xid
-        flags = data[10:12]
-        buf[10:12] = flags if self.mode != 2 else bytes((flags[0] | 0x80, flags[1]))  # G: broadcast bit
-        if self.mode == 0:
-            buf[12:16] = data[12:16]  # ciaddr
-        buf[24:28] = data[24:28]  # giaddr
-        buf[28:28 + hlen] = data[28:28 + hlen]  # chaddr; the rest of the 16 bytes stays zero
-        if guid is not None:
-            buf[self.guid_at:self.guid_at + len(guid)] = guid
-        return bytes(buf)
+        p, mode = self.payload, self.mode
+        parts = [
+            p[:4], data[4:8],  # xid
+            p[8:10], data[10:12] if mode != 2 else bytes((data[10] | 0x80, data[11])),  # flags; G: broadcast bit
+            data[12:16] if mode == 0 else p[12:16],  # ciaddr on port 4011
+            p[16:24], data[24:28],  # giaddr
+            data[28:28 + hlen],  # chaddr; the rest of the 16 bytes stays zero
+        ]
+        if guid is None:
+            parts.append(p[28 + hlen:])
+        else:
+            at = self.guid_at
+            parts += (p[28 + hlen:at], guid, p[at + len(guid):])
+        return b"".join(parts)
 
 
 def _option_at(payload: bytes, code: int) -> int | None:
