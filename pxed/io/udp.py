@@ -123,6 +123,7 @@ class DatagramListener:
         self._peer_ips: dict[str, ipaddress.IPv4Address] = {}
         self._dest_strs: dict[ipaddress.IPv4Address, str] = {}
         self._last_dest: tuple[ipaddress.IPv4Address | None, str] = (None, "")
+        self._last_peer: tuple[object, Peer | None] = (None, None)  # ((host, port, ifindex), Peer)
         self._anc: tuple[int, ipaddress.IPv4Address | None, list[tuple[int, int, bytes]]] = (-1, None, [])
 
     def drain(self) -> None:
@@ -152,13 +153,20 @@ class DatagramListener:
                     continue
                 ifindex = self._ifindex()
             try:
-                host = addr[0]
-                ip = peer_ips.get(host)
-                if ip is None:
-                    if len(peer_ips) >= _CACHED:
-                        peer_ips.clear()
-                    ip = peer_ips[host] = ipaddress.IPv4Address(host)
-                on_datagram(data, Peer(self.listener, ifindex, ip, addr[1]))
+                # Clients of one stage send from one place (0.0.0.0:68 on port 67): reuse that Peer.
+                where = (addr, ifindex)
+                last = self._last_peer
+                peer = last[1]
+                if peer is None or last[0] != where:
+                    host = addr[0]
+                    ip = peer_ips.get(host)
+                    if ip is None:
+                        if len(peer_ips) >= _CACHED:
+                            peer_ips.clear()
+                        ip = peer_ips[host] = ipaddress.IPv4Address(host)
+                    peer = Peer(self.listener, ifindex, ip, addr[1])
+                    self._last_peer = (where, peer)
+                on_datagram(data, peer)
             except Exception:  # the packet loop must survive anything
                 logger.exception("unexpected error handling a datagram from %s", addr)
 
