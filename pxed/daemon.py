@@ -3,13 +3,6 @@
 config → boot tree → catalog recovery → sockets (socket activation, or bound by
 hand) → protocol engine → netlink monitor → menus → D-Bus → sd_notify READY.
 SIGHUP reloads (configuration, policy, menus), SIGTERM/SIGINT stop.
-
-Threads: DHCP datagrams are read, decided and answered in one packet thread
-(:class:`pxed.io.udp.PacketThread`); everything else runs on the asyncio loop.  The
-loop publishes state to the packet thread only by replacing immutable objects (the
-interface snapshot, the engine's policy); the packet thread hands each answered
-exchange back to the loop for D-Bus through a deque, waking the loop only when the
-deque was empty.
 """
 
 from __future__ import annotations
@@ -25,7 +18,6 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,7 +50,6 @@ class State:
 class Sockets:
     listeners: dict[Listener, udp.DatagramListener]
     activated: bool
-    thread: udp.PacketThread
 
 
 class Daemon:
@@ -71,7 +62,7 @@ class Daemon:
         self.interface_name: str = config.interface
         self.state = State.STARTING
         self.iface: InterfaceInfo | None = None
-        # (snapshot, its address): one tuple, so the packet thread never sees a torn pair
+        # (snapshot, its address), replaced as one
         self._address_of: tuple[InterfaceInfo | None, ipaddress.IPv4Address | None] = (None, None)
         self.notifier = Notifier()
         self.engine = ProxyEngine(BootPolicy.from_config(config))
@@ -82,9 +73,7 @@ class Daemon:
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._seen: deque[Answered] = deque(maxlen=4096)  # packet thread → loop, for D-Bus
-        self._peer_text: tuple[ipaddress.IPv4Address | None, str] = (None, "")  # packet thread only
+        self._peer_text: tuple[ipaddress.IPv4Address | None, str] = (None, "")
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
@@ -115,7 +104,7 @@ class Daemon:
         if self.dbus is not None:
             self.dbus.runtime_changed()
 
-    # ------------------------------------------------------------------ packets (packet thread)
+    # ------------------------------------------------------------------ packets
     def on_datagram(self, data: bytes, peer: Peer) -> None:
         iface = self.iface
         if iface is None or iface.address is None:
@@ -140,10 +129,7 @@ class Daemon:
                              "PXE_STAGE": ev.stage, "BOOT_FILE": ev.boot_file,  # StrEnums: their value
                              "CLIENT_IP": self._address_text(peer.address), "LISTENER": peer.listener})
             if self.dbus is not None:
-                seen = self._seen
-                seen.append(ev)
-                if len(seen) == 1:  # was empty: the loop is not about to drain it yet
-                    self._wake_loop()
+                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             if logger.isEnabledFor(level):
@@ -155,19 +141,6 @@ class Daemon:
         if last[0] is not ip:  # the UDP adapter hands on one object per client address
             last = self._peer_text = (ip, str(ip))
         return last[1]
-
-    def _wake_loop(self) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop is closing
-                self._loop.call_soon_threadsafe(self._flush_seen)
-
-    def _flush_seen(self) -> None:
-        """On the loop: emit ClientSeen for what the packet thread answered."""
-        seen, dbus = self._seen, self.dbus
-        while seen:
-            ev = seen.popleft()
-            if dbus is not None:
-                dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
 
     # ------------------------------------------------------------------ interface
     def on_interface(self, info: InterfaceInfo | None) -> None:
@@ -252,7 +225,7 @@ class Daemon:
             listeners[listener] = udp.DatagramListener(
                 s, listener, self.on_datagram, device_bound=bound,
                 ifindex=lambda: self.iface.index if self.iface else None)
-        return Sockets(listeners, activated, udp.PacketThread(listeners.values()))
+        return Sockets(listeners, activated)
 
     @staticmethod
     def _classify(fds: dict[str, list[int]]) -> dict[Listener, socket.socket]:
@@ -298,12 +271,12 @@ class Daemon:
             return
         finally:
             # Start-up is over: what exists now lives as long as the daemon.  Keep it out of
-            # the cyclic collector, whose full pass over it (~10 ms) stalls the packet thread.
+            # the cyclic collector, whose full pass over it (~10 ms) stalls the packet path.
             gc.freeze()
         self.dbus = server
 
     async def run(self) -> int:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
@@ -318,9 +291,13 @@ class Daemon:
         self.monitor = InterfaceMonitor(self.interface_name, self.on_interface)
         info = await self.monitor.start()
         self.iface = info
-        # Answer now (the datagram that socket-activated us is waiting); the menus, written
-        # on every start for the current address, are fetched only after a boot file.
-        self.sockets.thread.start()
+        for lst in self.sockets.listeners.values():
+            lst.start(loop)
+        # Answer first (the datagram that socket-activated us is waiting): one loop pass
+        # schedules the readers, the next runs them.  The menus, written on every start for
+        # the current address, are fetched only after a boot file.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         if info is None:
             logger.warning("interface %s does not exist yet; waiting for it", self.interface_name)
             self.state = State.WAITING
@@ -342,7 +319,8 @@ class Daemon:
         logger.info("stopping")
         watchdog.cancel()
         status.cancel()
-        await asyncio.to_thread(self.sockets.thread.stop)
+        for lst in self.sockets.listeners.values():
+            lst.stop()
         await self.monitor.stop()
         if self._dbus_task is not None:
             self._dbus_task.cancel()
@@ -359,12 +337,7 @@ class Daemon:
         if wd.ping_every is None:
             return
         while True:
-            # No ping while the packet thread is dead or stuck in one wake-up: systemd restarts us.
-            thread = self.sockets.thread if self.sockets is not None else None
-            if thread is None or thread.healthy(time.monotonic(), stuck_after=wd.ping_every):
-                self.notifier.watchdog()
-            else:
-                logger.error("DHCP packet thread is not responding; withholding the watchdog ping")
+            self.notifier.watchdog()
             await asyncio.sleep(wd.ping_every)
 
     async def _status_ticker(self) -> None:

@@ -275,9 +275,8 @@ _TemplateKey = tuple[object, ...]
 class _Memo:
     """A boot policy and the replies memoised under it: replaced as one, never changed in place.
 
-    The daemon sets a new policy from its event-loop thread while a packet thread reads;
-    one reference store swaps both, so a reply decided under the old policy can only land
-    in the old (discarded) memo.
+    One reference store swaps both, so a reply decided under the old policy can only land
+    in the old (discarded) memo, even if the policy is replaced from another thread.
     """
 
     __slots__ = ("policy", "templates")
@@ -295,7 +294,7 @@ class ProxyEngine:
     their own identity patched in (:class:`_Template`), without building a :class:`Packet`.
     The memo is dropped when the policy or the interface snapshot changes, so replies
     always carry the current address.  :meth:`receive` is for one thread; the ``policy``
-    may be replaced from another at any time.    Anything unusual (overloaded options, a malformed
+    may be replaced from another at any time.  Anything unusual (overloaded options, a malformed
     packet, a request pxed ignores) takes the full path.
     """
 

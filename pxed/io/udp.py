@@ -5,25 +5,17 @@ callback as (bytes, :class:`~pxed.dhcp.proxy.Peer`), and sends
 :class:`~pxed.dhcp.proxy.Outgoing` replies, pinning broadcasts to the ingress
 interface with ``IP_PKTINFO`` on ``sendmsg``.  Nothing raised by the callback or by
 the kernel leaves :meth:`DatagramListener.drain`: a packet loop must not die.
-
-The packet path runs in one :class:`PacketThread` of its own, not on the asyncio loop:
-it sleeps in poll() over both sockets and reads each dry per wake-up, so a datagram
-costs a recvmsg and a sendmsg rather than a trip through the event loop.  The callback
-therefore runs in that thread; whatever it hands to the loop must cross threads safely.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import ipaddress
 import logging
-import os
-import select
 import socket
 import struct
-import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from pxed.dhcp.proxy import Listener, Outgoing, Peer
 from pxed.errors import SocketError
@@ -35,7 +27,7 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _PKTINFO = struct.Struct("=i4s4s")  # struct in_pktinfo {int ifindex; in_addr spec_dst; in_addr addr;}
 _ANC_SPACE = socket.CMSG_SPACE(_PKTINFO.size)
 MAX_DATAGRAM = 4096
-BATCH = 64  # datagrams read from one socket per wake-up before the other gets its turn
+BATCH = 64  # datagrams read per readiness callback; the loop calls again while more are queued
 _CACHED = 1024  # peer and destination addresses kept as ready-made objects
 PORTS = {Listener.DHCP: 67, Listener.PXE: 4011}
 
@@ -100,7 +92,7 @@ def bind_own(listener: Listener, interface: str, port: int | None = None) -> soc
 
 
 class DatagramListener:
-    """One UDP socket (port 67 or 4011): read by :meth:`drain`, written by :meth:`send`."""
+    """One UDP socket (port 67 or 4011) on the event loop: read by :meth:`drain`, written by :meth:`send`."""
 
     def __init__(
         self,
@@ -116,6 +108,7 @@ class DatagramListener:
         self._on_datagram = on_datagram
         self._device_bound = device_bound
         self._ifindex = ifindex
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.received = 0
         self.dropped = 0
         self.send_errors = 0
@@ -125,6 +118,15 @@ class DatagramListener:
         self._last_dest: tuple[ipaddress.IPv4Address | None, str] = (None, "")
         self._last_peer: tuple[object, Peer | None] = (None, None)  # ((host, port, ifindex), Peer)
         self._anc: tuple[int, ipaddress.IPv4Address | None, list[tuple[int, int, bytes]]] = (-1, None, [])
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self.drain)
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
 
     def drain(self) -> None:
         """Read and hand on up to :data:`BATCH` queued datagrams (the socket is non-blocking)."""
@@ -201,65 +203,3 @@ class DatagramListener:
             logger.warning("cannot send reply to %s:%d: %s", out.address, out.port, e.strerror)
             return False
 
-
-class PacketThread:
-    """The DHCP packet path: one thread polling the listeners' sockets, draining each when readable.
-
-    :attr:`busy_since` is the monotonic time the current wake-up started (0 while waiting
-    in poll), so the daemon's watchdog can tell a stuck packet path from an idle one.
-    :meth:`stop` wakes the thread through a pipe and waits for it.
-    """
-
-    def __init__(self, listeners: Iterable[DatagramListener], name: str = "pxed-dhcp") -> None:
-        self._by_fd = {lst.sock.fileno(): lst for lst in listeners}
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.busy_since = 0.0
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._wake_w < 0:
-            return
-        try:
-            os.write(self._wake_w, b"\0")
-        except OSError:
-            pass
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.warning("packet thread did not stop within %.0f s", timeout)
-            return  # it may still poll the pipe: leave it open
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self._wake_w = -1
-
-    def healthy(self, now: float, stuck_after: float) -> bool:
-        """Running, and not inside one wake-up for longer than `stuck_after` seconds."""
-        busy = self.busy_since
-        return self._thread.is_alive() and not (busy and now - busy > stuck_after)
-
-    def _run(self) -> None:
-        poller = select.poll()
-        for fd in self._by_fd:
-            poller.register(fd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
-        by_fd, wake, monotonic = self._by_fd, self._wake_r, time.monotonic
-        while True:
-            try:
-                ready = poller.poll()
-            except OSError as e:  # not expected for sockets we own; do not spin on it
-                logger.error("packet thread: poll failed: %s", e)
-                time.sleep(0.1)
-                continue
-            self.busy_since = monotonic()
-            for fd, _events in ready:
-                if fd == wake:
-                    self.busy_since = 0.0
-                    return
-                try:
-                    by_fd[fd].drain()
-                except Exception:  # drain() guards each datagram; this is for a bug in drain() itself
-                    logger.exception("packet thread: unexpected error")
-            self.busy_since = 0.0
