@@ -177,10 +177,12 @@ class Container:
         wait_for(self._find_leader, 30, what=f"container {self.name}'s systemd")
         state: list[str] = []
 
-        def booted() -> bool:  # "Failed to connect to bus" (no output) until PID 1 listens
+        def booted() -> bool:
+            # "Failed to connect to bus" (no output) until PID 1 listens, and "offline" until the
+            # freshly exec'd systemd has created /run/systemd/system (systemctl's sd_booted() test)
             state[:] = [self.run(["systemctl", "is-system-running", "--wait"], check=False,
                                  timeout=timeout).stdout.strip()]
-            return bool(state[0])
+            return state[0] not in ("", "offline")
 
         wait_for(booted, timeout, interval=0.2, what=f"container {self.name} to boot")
         if state[0] != "running":
