@@ -29,7 +29,7 @@ from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigErr
 from pxed.io import udp
 from pxed.io.netlink import InterfaceMonitor
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
-from pxed.log import info_fields, setup_logging
+from pxed.log import InfoLine, setup_logging
 from pxed.model import InterfaceInfo
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ class Daemon:
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
-        self._peer_text: tuple[ipaddress.IPv4Address | None, str] = (None, "")
+        self._peer_text: list[tuple[Peer | None, str]] = [(None, ""), (None, "")]  # [port 67, port 4011]
+        self._exchange_lines: dict[tuple[object, ...], InfoLine] = {}
 
     # ------------------------------------------------------------------ state
     def server_address(self) -> ipaddress.IPv4Address | None:
@@ -107,7 +108,7 @@ class Daemon:
     # ------------------------------------------------------------------ packets
     def on_datagram(self, data: bytes, peer: Peer) -> None:
         iface = self.iface
-        if iface is None or iface.address is None:
+        if iface is None or self.server_address() is None:
             logger.debug("datagram from %s before %s has an address; ignored", peer.address, self.interface_name)
             return
         decision = self.engine.receive(data, peer, iface, time.monotonic())
@@ -122,12 +123,11 @@ class Daemon:
             if not sent:
                 return
         if isinstance(ev, Answered):
-            if logger.isEnabledFor(logging.INFO):  # one journal line per answered exchange
-                info_fields(logger, f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to {ev.mac} "
-                                    f"(arch {ev.arch}{', iPXE' if ev.ipxe else ''}): boot file {ev.boot_file}",
-                            {"CLIENT_MAC": ev.mac, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": ev.uuid or "",
-                             "PXE_STAGE": ev.stage, "BOOT_FILE": ev.boot_file,  # StrEnums: their value
-                             "CLIENT_IP": self._address_text(peer.address), "LISTENER": peer.listener})
+            line = self._exchange_lines.get((ev.stage, ev.arch, ev.ipxe, ev.boot_file, peer.listener))
+            if line is None:
+                line = self._exchange_line(ev, peer.listener)
+            # one journal line per answered exchange
+            line.info((ev.mac, ev.uuid or "", self._address_text(peer)))
             if self.dbus is not None:
                 self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
         else:
@@ -136,10 +136,26 @@ class Daemon:
                 logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
                            extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
 
-    def _address_text(self, ip: ipaddress.IPv4Address) -> str:
-        last = self._peer_text
-        if last[0] is not ip:  # the UDP adapter hands on one object per client address
-            last = self._peer_text = (ip, str(ip))
+    def _exchange_line(self, ev: Answered, listener: Listener) -> InfoLine:
+        """The log line for exchanges like `ev`; values: the client's MAC, UUID and address."""
+        if len(self._exchange_lines) >= 256:
+            self._exchange_lines.clear()
+        line = self._exchange_lines[(ev.stage, ev.arch, ev.ipxe, ev.boot_file, listener)] = InfoLine(
+            logger,
+            (f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to ", 0,
+             f" (arch {ev.arch}{', iPXE' if ev.ipxe else ''}): boot file {ev.boot_file}"),
+            {"CLIENT_MAC": 0, "CLIENT_ARCH": str(ev.arch), "CLIENT_UUID": 1, "PXE_STAGE": str(ev.stage),
+             "BOOT_FILE": ev.boot_file, "CLIENT_IP": 2, "LISTENER": str(listener)})
+        return line
+
+    def _address_text(self, peer: Peer) -> str:
+        # The UDP adapter hands on one Peer object per client address and listener; DISCOVERs
+        # (port 67) and REQUESTs (port 4011) alternate, so each listener has its own entry.
+        texts = self._peer_text
+        i = 1 if peer.listener is Listener.PXE else 0
+        last = texts[i]
+        if last[0] is not peer:
+            last = texts[i] = (peer, str(peer.address))
         return last[1]
 
     # ------------------------------------------------------------------ interface

@@ -25,7 +25,7 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -75,13 +75,14 @@ class FieldsFormatter(logging.Formatter):
 
     def info_line(self, created: float, name: str, message: str, fields: Mapping[str, str]) -> str:
         """What :meth:`format` makes of an INFO record (no exception) with these attributes."""
+        return self._with_fields(self.info_head(created, name) + message, fields)
+
+    def info_head(self, created: float, name: str) -> str:
+        """The text before the message of an INFO line logged at `created` by logger `name`."""
         if self._with_time:
             # LogRecord's msecs, so the text is the same as through logging
-            stamp = self._time(created, int((created - int(created)) * 1000) + 0.0)
-            text = f"{stamp} INFO {name}: {message}"
-        else:
-            text = f"INFO: {message}"
-        return self._with_fields(text, fields)
+            return f"{self._time(created, int((created - int(created)) * 1000) + 0.0)} INFO {name}: "
+        return "INFO: "
 
 
 def level_from_env(default: int = logging.INFO) -> int:
@@ -128,15 +129,23 @@ class _StderrWriter:
         self.formatter: FieldsFormatter = handler.formatter
 
     def write(self, name: str, message: str, fields: Mapping[str, str], caller: FrameType) -> bool:
+        self._put(self.formatter.info_line(time.time(), name, message, fields) + self.handler.terminator)
+        return True
+
+    def write_line(self, line: InfoLine, message: str, values: tuple[str, ...], caller: FrameType) -> bool:
         h = self.handler
-        line = self.formatter.info_line(time.time(), name, message, fields) + h.terminator
+        self._put(f"{self.formatter.info_head(time.time(), line.logger.name)}{message}"
+                  f"{line.stderr_fields(values)}{h.terminator}")
+        return True
+
+    def _put(self, line: str) -> None:
+        h = self.handler
         h.acquire()
         try:
             h.stream.write(line)
             h.stream.flush()
         finally:
             h.release()
-        return True
 
 
 _LE64 = struct.Struct("<Q")
@@ -181,6 +190,18 @@ class _JournalWriter:
             return self._sock
 
     def write(self, name: str, message: str, fields: Mapping[str, str], caller: FrameType) -> bool:
+        head = self._head(name)
+        code = caller.f_code
+        parts = [head, _journal_field("MESSAGE", message),
+                 f"CODE_FILE={code.co_filename}\nCODE_LINE={caller.f_lineno}\nCODE_FUNC={code.co_name}\n".encode()]
+        parts += [_journal_field(k, v) for k, v in fields.items()]
+        return self._send(b"".join(parts))
+
+    def write_line(self, line: InfoLine, message: str, values: tuple[str, ...], caller: FrameType) -> bool:
+        return self._send(b"".join((self._head(line.logger.name), _journal_field("MESSAGE", message),
+                                    line.journal_code(caller), line.journal_fields(values))))
+
+    def _head(self, name: str) -> bytes:
         thread = threading.current_thread().name
         mp = sys.modules.get("multiprocessing")  # as LogRecord does
         key = (name, thread, mp.current_process().name if mp is not None else "MainProcess")
@@ -189,11 +210,9 @@ class _JournalWriter:
             head = self._per_logger[key] = self._constant + b"".join(
                 _journal_field(k, v) for k, v in (("LOGGER", name), ("THREAD_NAME", thread),
                                                   ("PROCESS_NAME", key[2])))
-        code = caller.f_code
-        parts = [head, _journal_field("MESSAGE", message),
-                 f"CODE_FILE={code.co_filename}\nCODE_LINE={caller.f_lineno}\nCODE_FUNC={code.co_name}\n".encode()]
-        parts += [_journal_field(k, v) for k, v in fields.items()]
-        data = b"".join(parts)
+        return head
+
+    def _send(self, data: bytes) -> bool:
         try:
             sock = self._sock or self._socket()
             sock.send(data)
@@ -227,6 +246,81 @@ def info_fields(logger: logging.Logger, message: str, fields: Mapping[str, str])
         except Exception:  # whatever it was, logging's own path reports it
             pass
     logger.info("%s", message, extra=fields, stacklevel=2)
+
+
+class InfoLine:
+    """An INFO line logged many times with only a few values changing, made ready once.
+
+    The line per answered DHCP exchange is the same but for the client's MAC, UUID and
+    address, so its text and fields are put together when the kind of exchange is first
+    seen and only those values are filled in per call.  `message` is a sequence of text
+    and value indexes; in `fields` a value is either its text or the index of a per-call
+    value.  ``line.info(values)`` logs what ``info_fields(logger, message, fields)`` would,
+    with each index replaced by ``values[index]``: the same stderr text or journal entry,
+    and a plain ``logger.info`` record when something else listens too.
+    """
+
+    __slots__ = ("logger", "_message", "_fields", "_variable", "_stderr", "_journal_constant", "_code")
+
+    def __init__(self, logger: logging.Logger, message: Sequence[str | int], fields: Mapping[str, str | int]) -> None:
+        self.logger = logger
+        self._message = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else f"{{{p}}}"
+                                for p in message)
+        self._fields = dict(fields)
+        self._variable = tuple((k, v) for k, v in fields.items() if isinstance(v, int))
+        # stderr: the fields FieldsFormatter prints (FIELDS order, empty ones left out), each
+        # as " KEY=value"; a per-call value becomes a {n} the call fills with its part or "".
+        stderr: list[str] = []
+        slots: list[tuple[str, int]] = []
+        for key in (k for k in FIELDS if k in fields):
+            v = fields[key]
+            if isinstance(v, int):
+                stderr.append(f"{{{len(slots)}}}")
+                slots.append((f" {key}=", v))
+            elif v:
+                stderr.append(f" {key}={v}".replace("{", "{{").replace("}", "}}"))
+        self._stderr = ("".join(stderr), tuple(slots))
+        self._journal_constant = b"".join(_journal_field(k, v) for k, v in fields.items() if isinstance(v, str))
+        self._code: dict[tuple[object, int], bytes] = {}
+
+    def message(self, values: Sequence[str]) -> str:
+        return self._message.format(*values)
+
+    def fields(self, values: Sequence[str]) -> dict[str, str]:
+        return {k: values[v] if isinstance(v, int) else v for k, v in self._fields.items()}
+
+    def stderr_fields(self, values: Sequence[str]) -> str:
+        """" [KEY=value ...]" as FieldsFormatter appends it, or "" when every field is empty."""
+        fmt, slots = self._stderr
+        text = fmt.format(*[key + values[i] if values[i] else "" for key, i in slots])
+        return f" [{text[1:]}]" if text else ""
+
+    def journal_fields(self, values: Sequence[str]) -> bytes:
+        return self._journal_constant + b"".join(_journal_field(k, values[i]) for k, i in self._variable)
+
+    def journal_code(self, caller: FrameType) -> bytes:
+        code, line = caller.f_code, caller.f_lineno
+        got = self._code.get((code, line))
+        if got is None:
+            if len(self._code) >= 64:
+                self._code.clear()
+            got = self._code[(code, line)] = \
+                f"CODE_FILE={code.co_filename}\nCODE_LINE={line}\nCODE_FUNC={code.co_name}\n".encode()
+        return got
+
+    def info(self, values: Sequence[str]) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        message = self._message.format(*values)
+        direct = _direct
+        if direct is not None and _plain(logger, direct.handler):
+            try:
+                if direct.write_line(self, message, tuple(values), sys._getframe(1)):
+                    return
+            except Exception:  # whatever it was, logging's own path reports it
+                pass
+        logger.info("%s", message, extra=self.fields(values), stacklevel=2)
 
 
 def _plain(logger: logging.Logger, handler: logging.Handler) -> bool:

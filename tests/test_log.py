@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import pxed.log
-from pxed.log import FieldsFormatter, info_fields, level_from_env, setup_logging
+from pxed.log import FieldsFormatter, InfoLine, info_fields, level_from_env, setup_logging
 
 EXCHANGE = {"CLIENT_MAC": "52:54:00:aa:bb:cc", "CLIENT_ARCH": "7", "CLIENT_UUID": "", "PXE_STAGE": "offer",
             "BOOT_FILE": "efi64/syslinux.efi", "LISTENER": "dhcp"}
@@ -51,19 +51,23 @@ def test_journal_receives_structured_fields(tmp_path: Path) -> None:
             "info_fields(logging.getLogger('pxed.daemon'), 'Proxy offer sent to 52:54:00:aa:bb:cc', "
             "{'CLIENT_MAC': '52:54:00:aa:bb:cc', 'PXE_STAGE': 'offer', 'BOOT_FILE': 'lpxelinux.0', "
             "'CLIENT_UUID': ''}); "
-            "info_fields(logging.getLogger('pxed.daemon'), 'two\\nlines', {'BOOT_FILE': 'a\\nb'})")
+            "info_fields(logging.getLogger('pxed.daemon'), 'two\\nlines', {'BOOT_FILE': 'a\\nb'}); "
+            "from pxed.log import InfoLine; "
+            "InfoLine(logging.getLogger('pxed.daemon'), ('Proxy offer sent to ', 0), "
+            "{'CLIENT_MAC': 0, 'PXE_STAGE': 'offer', 'BOOT_FILE': 'lpxelinux.0', 'CLIENT_UUID': 1})"
+            ".info(('52:54:00:aa:bb:cc', ''))")
     script = ("set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/systemd/journal; : > /run/systemd/journal/socket; "
               f"mount --bind {sink.path} /run/systemd/journal/socket; exec \"$@\"")
     try:
         subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
                         sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)),
                        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(__file__))})
-        wait_for(lambda: len(sink.messages) >= 3, 5, what="three journal datagrams")
+        wait_for(lambda: len(sink.messages) >= 4, 5, what="four journal datagrams")
     finally:
         sink.close()
     from tests.lab.pxedproc import parse_journal_datagram
 
-    entry, direct, multiline = [parse_journal_datagram(m) for m in sink.messages]
+    entry, direct, multiline, prepared = [parse_journal_datagram(m) for m in sink.messages]
     assert entry["MESSAGE"] == "Proxy offer sent to 52:54:00:aa:bb:cc"
     assert entry["CLIENT_MAC"] == "52:54:00:aa:bb:cc"
     assert entry["PXE_STAGE"] == "offer" and entry["BOOT_FILE"] == "lpxelinux.0"
@@ -73,6 +77,7 @@ def test_journal_receives_structured_fields(tmp_path: Path) -> None:
     del entry["CODE_ARGS"]
     assert direct == entry and direct["CODE_FUNC"] == "<module>"
     assert multiline["MESSAGE"] == "two\nlines" and multiline["BOOT_FILE"] == "a\nb"
+    assert prepared == direct  # InfoLine: the same entry again
 
 
 @pytest.fixture
@@ -99,11 +104,14 @@ def test_info_fields_writes_what_logging_would_to_stderr(monkeypatch: pytest.Mon
     log = logging.getLogger("pxed.daemon")
     log.info("%s sent to %s", "Proxy offer", "52:54:00:aa:bb:cc", extra=EXCHANGE)
     info_fields(log, "Proxy offer sent to 52:54:00:aa:bb:cc", EXCHANGE)
-    through_logging, direct = out.getvalue().splitlines()
-    if with_time:  # "YYYY-mm-dd HH:MM:SS,mmm ": the two lines may be a millisecond apart
-        assert direct[23:] == through_logging[23:] and direct[:19] <= through_logging[:19] + "~"
-    else:
-        assert direct == through_logging
+    InfoLine(log, ("Proxy offer sent to ", 0), {**EXCHANGE, "CLIENT_MAC": 0, "CLIENT_UUID": 1}).info(
+        ("52:54:00:aa:bb:cc", ""))
+    through_logging, direct, prepared = out.getvalue().splitlines()
+    for line in (direct, prepared):
+        if with_time:  # "YYYY-mm-dd HH:MM:SS,mmm ": the lines may be a millisecond apart
+            assert line[23:] == through_logging[23:] and line[:19] <= through_logging[:19] + "~"
+        else:
+            assert line == through_logging
     assert direct.endswith("[CLIENT_MAC=52:54:00:aa:bb:cc CLIENT_ARCH=7 PXE_STAGE=offer "
                            "BOOT_FILE=efi64/syslinux.efi LISTENER=dhcp]")
 
@@ -133,3 +141,32 @@ def test_stderr_time_is_the_stock_format_across_seconds() -> None:
         rec = logging.LogRecord("pxed.daemon", logging.INFO, __file__, 1, "x %s", ("y",), None)
         rec.created, rec.msecs = t, float(int((t - int(t)) * 1000))
         assert mine.format(rec) == stock.format(rec)
+
+
+@pytest.mark.parametrize("values", [("a{0}b", "", "}{"), ("", "x", ""), ("", "", "")])
+def test_info_line_is_info_fields_with_the_values_filled_in(monkeypatch: pytest.MonkeyPatch, root_logging: None,
+                                                           values: tuple[str, str, str]) -> None:
+    """Braces in text or values, empty values (left out on stderr), constant and per-call fields in any order."""
+    monkeypatch.setenv("INVOCATION_ID", "x")
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", out)
+    setup_logging(target="stderr")
+    log = logging.getLogger("pxed.daemon")
+    fields: dict[str, str | int] = {"LISTENER": "{1}", "CLIENT_IP": 2, "CLIENT_ARCH": "", "CLIENT_MAC": 0,
+                                    "REASON": 1}
+    line = InfoLine(log, ("{x} ", 1, " and ", 0, "}"), fields)
+    line.info(values)
+    info_fields(log, f"{{x}} {values[1]} and {values[0]}}}", line.fields(values))
+    prepared, direct = out.getvalue().splitlines()
+    assert prepared == direct and line.message(values) == f"{{x}} {values[1]} and {values[0]}}}"
+
+
+def test_info_line_defers_to_logging_when_others_listen(monkeypatch: pytest.MonkeyPatch, root_logging: None,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    setup_logging(target="stderr")
+    logging.getLogger().addHandler(caplog.handler)
+    InfoLine(logging.getLogger("pxed.daemon"), ("sent to ", 0), {"CLIENT_MAC": 0, "PXE_STAGE": "ack"}).info(("m",))
+    (rec,) = caplog.records
+    assert rec.getMessage() == "sent to m" and rec.CLIENT_MAC == "m" and rec.PXE_STAGE == "ack"  # type: ignore[attr-defined]
+    assert rec.funcName == "test_info_line_defers_to_logging_when_others_listen"

@@ -11,7 +11,7 @@ import enum
 import ipaddress
 import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -253,23 +253,60 @@ class _Template:
         return b"".join(parts)
 
 
-def _option_at(payload: bytes, code: int) -> int | None:
-    """Offset of `code`'s value in an encoded packet's options (not overloaded), if present once."""
-    i, n = HEADER_SIZE + 4, len(payload)
+def _walk(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(code, value start, value end) of each option of an encoded packet (not overloaded), up to END."""
+    i, n = HEADER_SIZE + 4, len(data)
     while i < n:
-        c = payload[i]
-        if c == Opt.PAD:
+        code = data[i]
+        if code == Opt.PAD:
             i += 1
             continue
-        if c == Opt.END or i + 1 >= n:
-            return None
-        if c == code:
-            return i + 2
-        i += 2 + payload[i + 1]
-    return None
+        if code == Opt.END or i + 1 >= n:
+            return
+        end = i + 2 + data[i + 1]
+        yield code, i + 2, end
+        i = end
+
+
+def _option_at(payload: bytes, code: int) -> int | None:
+    """Offset of `code`'s value in an encoded packet's options (not overloaded), if present."""
+    return next((start for c, start, _ in _walk(payload) if c == code), None)
 
 
 _TemplateKey = tuple[object, ...]
+
+
+# Options whose value :func:`decide` never reads or only echoes (97): requests that differ
+# only there (and in the header's identity fields) get the same template.
+_IDENTITY_OPTIONS = frozenset({Opt.CLIENT_GUID, Opt.CLIENT_ID, Opt.HOSTNAME, Opt.REQUESTED_IP})
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Where a request's identity option values lie: everything else is its skeleton.
+
+    ``keep`` are the (start, end) byte ranges of the skeleton: op/htype/hlen and the options
+    field but for the values of :data:`_IDENTITY_OPTIONS`; ``guid`` is option 97's value range.
+    """
+
+    keep: tuple[tuple[int, int], ...]
+    guid: tuple[int, int] | None
+
+
+def _shape(data: bytes) -> _Shape | None:
+    """`data`'s shape, or None when an identity option repeats (its values would be joined)."""
+    spans: dict[int, tuple[int, int]] = {}
+    for code, start, end in _walk(data):
+        if code in _IDENTITY_OPTIONS:
+            if code in spans:
+                return None
+            spans[code] = (start, end)
+    keep, at = [(0, 3)], HEADER_SIZE
+    for start, end in sorted(spans.values()):
+        keep.append((at, start))
+        at = end
+    keep.append((at, len(data)))
+    return _Shape(tuple(keep), spans.get(Opt.CLIENT_GUID))
 
 
 class _Memo:
@@ -277,13 +314,24 @@ class _Memo:
 
     One reference store swaps both, so a reply decided under the old policy can only land
     in the old (discarded) memo, even if the policy is replaced from another thread.
+    ``templates`` are found by :meth:`ProxyEngine._key` (options decoded); ``by_skeleton``
+    by a request's bytes but for its identity fields, for the shapes in ``shapes`` (by length).
     """
 
-    __slots__ = ("policy", "templates")
+    __slots__ = ("policy", "templates", "shapes", "by_skeleton")
+
+    MAX_SHAPES = 4  # per request length
 
     def __init__(self, policy: BootPolicy) -> None:
         self.policy = policy
         self.templates: dict[_TemplateKey, _Template | None] = {}
+        self.shapes: dict[int, list[_Shape]] = {}
+        self.by_skeleton: dict[tuple[bool, bool | None, bool, bytes], _Template] = {}
+
+    def clear(self) -> None:
+        self.templates.clear()
+        self.shapes.clear()
+        self.by_skeleton.clear()
 
 
 class ProxyEngine:
@@ -311,6 +359,7 @@ class ProxyEngine:
         self._iface: InterfaceInfo | None = None
         self._nets: tuple[tuple[int, int], ...] = ()
         self._uuids: dict[bytes, str | None] = {}
+        self._on_link_last: tuple[ipaddress.IPv4Address | None, bool] = (None, False)
 
     @property
     def policy(self) -> BootPolicy:
@@ -328,8 +377,13 @@ class ProxyEngine:
         if iface is not self._iface:
             self._use_interface(iface)
         memo = self._memo  # read once: the policy and its memo stay together for this request
-        key, guid = self._key(data, peer, iface)
-        template = memo.templates.get(key) if key is not None else None
+        template, guid = self._by_skeleton(memo, data, peer, iface)
+        key: _TemplateKey | None = None
+        if template is None:
+            key, guid = self._key(data, peer, iface)
+            template = memo.templates.get(key) if key is not None else None
+            if template is not None:
+                self._learn_shape(memo, template, data, peer)
         if template is not None:
             hlen = data[2]
             chaddr = data[28:28 + hlen]
@@ -364,7 +418,49 @@ class ProxyEngine:
     def _use_interface(self, iface: InterfaceInfo) -> None:
         self._iface = iface
         self._nets = tuple((int(a.network.network_address), int(a.network.netmask)) for a in iface.addresses)
-        self._memo.templates.clear()
+        self._on_link_last = (None, False)
+        self._memo.clear()
+
+    def _on_link(self, address: ipaddress.IPv4Address) -> bool:
+        last = self._on_link_last
+        if last[0] is not address:  # the UDP adapter hands on one object per client address
+            ip = int(address)
+            last = self._on_link_last = (address, any(ip & mask == net for net, mask in self._nets))
+        return last[1]
+
+    def _skeleton_key(self, data: bytes, peer: Peer, shape: _Shape) -> tuple[bool, bool | None, bool, bytes]:
+        relayed = data[24:28] != b"\0\0\0\0"
+        on_pxe_port = peer.listener is Listener.PXE
+        on_link = self._on_link(peer.address) if on_pxe_port and not relayed else None
+        return on_pxe_port, on_link, relayed, b"".join([data[a:b] for a, b in shape.keep])
+
+    def _by_skeleton(self, memo: _Memo, data: bytes, peer: Peer,
+                     iface: InterfaceInfo) -> tuple[_Template | None, bytes | None]:
+        """The template for a request shaped like one answered before, found without decoding it."""
+        shapes = memo.shapes.get(len(data))
+        if shapes is None or (peer.ifindex is not None and peer.ifindex != iface.index):
+            return None, None
+        for shape in shapes:
+            template = memo.by_skeleton.get(self._skeleton_key(data, peer, shape))
+            if template is not None:
+                g = shape.guid
+                return template, (data[g[0]:g[1]] if g is not None else None)
+        return None, None
+
+    def _learn_shape(self, memo: _Memo, template: _Template, data: bytes, peer: Peer) -> None:
+        """Let requests shaped like `data` find `template` by :meth:`_by_skeleton` from now on."""
+        shape = _shape(data)
+        if shape is None:
+            return
+        if len(memo.by_skeleton) >= 4 * self.MAX_TEMPLATES or len(memo.shapes) >= self.MAX_TEMPLATES:
+            memo.shapes.clear()
+            memo.by_skeleton.clear()
+        shapes = memo.shapes.setdefault(len(data), [])
+        if shape not in shapes:
+            if len(shapes) >= memo.MAX_SHAPES:
+                del shapes[0]
+            shapes.append(shape)
+        memo.by_skeleton[self._skeleton_key(data, peer, shape)] = template
 
     def _key(self, data: bytes, peer: Peer, iface: InterfaceInfo) -> tuple[_TemplateKey | None, bytes | None]:
         """What :func:`decide`'s answer depends on besides the request's identity, and option 97.
@@ -406,8 +502,9 @@ class ProxyEngine:
         if self._render(template, data, data[2], guid, peer) != decision:
             return  # decide() did something a template cannot repeat: keep the full path for this kind
         if len(memo.templates) >= self.MAX_TEMPLATES:
-            memo.templates.clear()
+            memo.clear()
         memo.templates[key] = template
+        self._learn_shape(memo, template, data, peer)
 
     def _render(self, t: _Template, data: bytes, hlen: int, guid: bytes | None, peer: Peer) -> Decision:
         payload = t.render(data, hlen, guid)

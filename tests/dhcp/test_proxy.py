@@ -265,9 +265,20 @@ def reference(raw: bytes, peer: Peer, policy: BootPolicy, iface: InterfaceInfo) 
 
 
 def with_identity(raw: bytes, xid: int, mac: bytes, flags: int, ciaddr: bytes, giaddr: bytes,
-                  guid: bytes | None) -> bytes:
-    """The same request from another client: new xid, chaddr, flags, ciaddr, giaddr, option 97 value."""
+                  guid: bytes | None, salt: bytes = b"") -> bytes:
+    """The same request from another client: new xid, chaddr, flags, ciaddr, giaddr, option 97 value,
+    and (from `salt`, cycled) new values of the options decide() does not read: 61, 12, 50."""
     data = bytearray(raw)
+    if salt:
+        i = 240
+        while i + 1 < len(data) and data[i] != 255:
+            if data[i] == 0:
+                i += 1
+                continue
+            end = min(len(data), i + 2 + data[i + 1])
+            if data[i] in (Opt.CLIENT_ID, Opt.HOSTNAME, Opt.REQUESTED_IP):
+                data[i + 2:end] = (salt * 300)[:end - i - 2]
+            i = end
     data[4:8] = xid.to_bytes(4, "big")
     data[10:12] = flags.to_bytes(2, "big")
     data[12:16] = ciaddr
@@ -290,14 +301,14 @@ def with_identity(raw: bytes, xid: int, mac: bytes, flags: int, ciaddr: bytes, g
                           st.binary(min_size=16, max_size=16), st.sampled_from([0, 0x8000, 0x0001]),
                           st.sampled_from([bytes(4), CLIENT.packed, bytes([10, 77, 0, 99]), bytes([192, 0, 2, 9])]),
                           st.sampled_from([bytes(4), bytes(4), bytes([10, 9, 0, 1])]),
-                          st.one_of(st.none(), st.binary(min_size=17, max_size=17))),
+                          st.one_of(st.none(), st.binary(min_size=17, max_size=17)), st.binary(max_size=4)),
                 min_size=1, max_size=12))
 def test_engine_memo_gives_exactly_what_decide_gives(reqs: list[tuple[Any, ...]]) -> None:
     """Whatever was answered before, each reply (bytes, destination, event) equals decide()'s for that request."""
     engines: dict[int, ProxyEngine] = {}
-    for n, (idx, xid, mac, flags, ciaddr, giaddr, guid) in enumerate(reqs):
+    for n, (idx, xid, mac, flags, ciaddr, giaddr, guid, salt) in enumerate(reqs):
         raw, peer, policy, iface = ENGINE_CASES[idx]
-        raw = with_identity(raw, xid, mac, flags, ciaddr, giaddr, guid)
+        raw = with_identity(raw, xid, mac, flags, ciaddr, giaddr, guid, salt)
         if peer.listener is Listener.PXE and ciaddr != bytes(4):
             peer = Peer(Listener.PXE, peer.ifindex, ipaddress.IPv4Address(ciaddr), 40000 + n)
         e = engines.setdefault(id(policy) ^ id(iface), ProxyEngine(policy))
@@ -345,3 +356,27 @@ def test_engine_memo_second_client_of_each_kind(idx: int) -> None:
         assert got == want if want is not None else got.outgoing is None
         if n and want is not None and want.outgoing is not None:
             assert e._templates, "the second request of an answered kind comes from the memo"
+
+
+@pytest.mark.parametrize("kind", ["bios", "efi64", "ipxe", "http64"])
+def test_engine_answers_a_known_shape_without_decoding_it(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a kind of request was answered, another client's request of that shape (other MAC,
+    xid, GUID, client id) is answered from its bytes alone, and exactly as decide() would."""
+    e = ProxyEngine(POLICY)
+    first = build(kind, MAC, 1)
+    assert e.receive(first, BCAST_PEER, IFACE, 0.0).outgoing is not None
+    monkeypatch.setattr(e, "_key", lambda *a: pytest.fail("decoded a request of a known shape"))
+    guid = bytes([0]) + bytes(range(100, 116))
+    other = with_identity(first, 0xCAFE, bytes.fromhex("525400abcdef"), 0, bytes(4), bytes(4), guid, b"\x42")
+    assert other != first
+    assert e.receive(other, BCAST_PEER, IFACE, 1.0) == reference(other, BCAST_PEER, POLICY, IFACE)
+
+
+def test_engine_shape_match_needs_every_other_byte_equal() -> None:
+    """A request like a known one but for the architecture (option 93) is decided afresh."""
+    e = ProxyEngine(POLICY)
+    assert e.receive(build("efi64", MAC, 1), BCAST_PEER, IFACE, 0.0).outgoing is not None
+    bios_arch = build("efi64", MAC, 2, arch_raw=b"\0\0")
+    got = e.receive(bios_arch, BCAST_PEER, IFACE, 1.0)
+    assert got == reference(bios_arch, BCAST_PEER, POLICY, IFACE)
+    assert got.outgoing is not None and b"\x2b" in got.outgoing.payload[240:]  # BIOS gets option 43
