@@ -86,6 +86,8 @@ class RuntimeStatus:
 class DBusServer:
     """Serves :class:`~pxed.service.Service` as org.pxed.Pxed1 (see the interface XML and pxectl(1))."""
 
+    CLIENT_SEEN_PER_SECOND = 200
+
     def __init__(
         self,
         service: Service,
@@ -109,6 +111,8 @@ class DBusServer:
         self._import_slot = asyncio.Semaphore(1)
         self._mutate = asyncio.Lock()
         self._announced: dict[str, Any] = {}
+        self._seen_window = (float("-inf"), 0)  # (monotonic start of the current second, ClientSeen sent in it)
+        self._seen_unsent = 0
 
     # ================================================================== lifecycle
     async def start(self, bus_address: str | None = None) -> None:
@@ -160,8 +164,28 @@ class DBusServer:
 
     # ================================================================== daemon → bus
     def client_seen(self, mac: str, arch: int, stage: str, boot_file: str) -> None:
-        """Record a boot exchange in the tracker and emit ClientSeen.  The daemon calls only this."""
+        """Record a boot exchange in the tracker and emit ClientSeen.  The daemon calls only this.
+
+        At most :attr:`CLIENT_SEEN_PER_SECOND` signals go out a second: a flood of DHCP
+        requests must not become a flood on the system bus (each signal costs pxed more
+        than answering the request did, and every subscriber as much again).  The tracker
+        still records every exchange, so ListClients misses nothing; one log line a second
+        says how many signals were left out.
+        """
         rec = self._tracker.record(mac, arch, stage, boot_file, time.time())
+        now = time.monotonic()
+        start, sent = self._seen_window
+        if now - start >= 1.0:
+            if self._seen_unsent:
+                logger.info("%d ClientSeen signals left out in the last second (at most %d a second are sent); "
+                            "ListClients (pxectl clients) has every client", self._seen_unsent,
+                            self.CLIENT_SEEN_PER_SECOND)
+                self._seen_unsent = 0
+            start, sent = now, 0
+        if sent >= self.CLIENT_SEEN_PER_SECOND:
+            self._seen_unsent += 1
+            return
+        self._seen_window = (start, sent + 1)
         self._manager.client_seen(rec.mac, rec.arch & 0xFFFF, rec.stage, rec.boot_file)
 
     def runtime_changed(self) -> None:

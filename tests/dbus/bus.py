@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.lab.pxedproc import REPO
 
 SHIPPED_POLICY = REPO / "packaging" / "dbus" / "org.pxed.Pxed1.conf"
 

@@ -7,6 +7,7 @@ it as org.pxed.Pxed1, prints ``READY`` once the name is owned, then reads comman
 stdin, one per line, to play the daemon's part:
 
     client MAC ARCH STAGE BOOT_FILE     a boot exchange (ClientSeen + ListClients)
+    clients N                           N exchanges at once, from N clients
     runtime INTERFACE ADDRESS STATE     new runtime status (PropertiesChanged), "-" for none
     quit                                stop (also on EOF)
 
@@ -73,6 +74,9 @@ async def serve(address: str, config_path: Path) -> None:
             continue
         if words[0] == "client":
             server.client_seen(words[1], int(words[2]), words[3], words[4])
+        elif words[0] == "clients":
+            for i in range(int(words[1])):
+                server.client_seen(f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}", 7, "offer", "efi64/syslinux.efi")
         elif words[0] == "runtime":
             runtime.update(zip(("interface", "address", "state"),
                                (None if w == "-" else w for w in words[1:4]), strict=True))

@@ -21,6 +21,7 @@ import pytest
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from pxed.dbus.server import DBusServer
 from tests.conftest import REPO
 from tests.dbus.conftest import DEST, MANAGER, NOBODY, PxedOnBus
 from tests.dbus.isos import make_iso
@@ -365,6 +366,14 @@ async def runtime_and_clients(p: PxedOnBus) -> list[Any]:
     clients = [{k: v.value for k, v in c.items()} for c in reply.body[0]]
     assert [c["mac"] for c in clients] == ["52:54:00:00:00:01", "52:54:00:aa:bb:cc"]
     assert clients[1]["stage"] == "ack" and clients[1]["count"] == 2 and clients[1]["arch"] == 7
+    # a flood: the tracker takes every exchange, the bus gets at most CLIENT_SEEN_PER_SECOND a second
+    w.signals.clear()
+    await asyncio.to_thread(p.command, "clients 1000")
+    reply = await w.call("ListClients")
+    assert len(reply.body[0]) == 1000 + 2
+    await asyncio.sleep(0.5)
+    seen = [s[2] for s in w.signals if s[1] == "ClientSeen"]
+    assert 0 < len(seen) <= DBusServer.CLIENT_SEEN_PER_SECOND
     w.bus.disconnect()
     return w.signals
 
