@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ from pxed.io import udp
 from pxed.io.netlink import InterfaceMonitor
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
 from pxed.log import InfoLine, setup_logging
-from pxed.model import InterfaceInfo
+from pxed.model import InterfaceInfo, PxeStage
 
 if TYPE_CHECKING:
     from pxed.dbus.server import DBusServer, RuntimeStatus
@@ -50,6 +50,18 @@ class State:
 class Sockets:
     listeners: dict[Listener, udp.DatagramListener]
     activated: bool
+    # listeners[DHCP] and listeners[PXE]: a dict lookup hashes the enum, a Python call, per reply
+    _by_port: tuple[udp.DatagramListener | None, udp.DatagramListener | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._by_port = (self.listeners.get(Listener.DHCP), self.listeners.get(Listener.PXE))
+
+    def to(self, listener: Listener) -> udp.DatagramListener:
+        """The socket a reply for `listener` leaves from."""
+        got = self._by_port[listener is Listener.PXE]
+        if got is None:
+            raise KeyError(listener)
+        return got
 
 
 class Daemon:
@@ -119,11 +131,13 @@ class Daemon:
         ev = decision.event
         if decision.outgoing is not None:
             out = decision.outgoing
-            sent = self.sockets.listeners[out.listener].send(out, self.server_address())
+            sent = self.sockets.to(out.listener).send(out, self.server_address())
             if not sent:
                 return
         if isinstance(ev, Answered):
-            line = self._exchange_lines.get((ev.stage, ev.arch, ev.ipxe, ev.boot_file, peer.listener))
+            # the key holds no enum: an Enum member's hash is a Python call
+            line = self._exchange_lines.get((ev.boot_file, ev.arch, ev.ipxe, ev.stage is PxeStage.ACK,
+                                             peer.listener is Listener.PXE))
             if line is None:
                 line = self._exchange_line(ev, peer.listener)
             # one journal line per answered exchange
@@ -140,7 +154,8 @@ class Daemon:
         """The log line for exchanges like `ev`; values: the client's MAC, UUID and address."""
         if len(self._exchange_lines) >= 256:
             self._exchange_lines.clear()
-        line = self._exchange_lines[(ev.stage, ev.arch, ev.ipxe, ev.boot_file, listener)] = InfoLine(
+        key = (ev.boot_file, ev.arch, ev.ipxe, ev.stage is PxeStage.ACK, listener is Listener.PXE)
+        line = self._exchange_lines[key] = InfoLine(
             logger,
             (f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to ", 0,
              f" (arch {ev.arch}{', iPXE' if ev.ipxe else ''}): boot file {ev.boot_file}"),

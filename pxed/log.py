@@ -17,6 +17,7 @@ going through a LogRecord, which was half of the daemon's per-packet Python time
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -132,7 +133,7 @@ class _StderrWriter:
         self._put(self.formatter.info_line(time.time(), name, message, fields) + self.handler.terminator)
         return True
 
-    def write_line(self, line: InfoLine, message: str, values: tuple[str, ...], caller: FrameType) -> bool:
+    def write_line(self, line: InfoLine, message: str, values: Sequence[str], caller: FrameType) -> bool:
         h = self.handler
         self._put(f"{self.formatter.info_head(time.time(), line.logger.name)}{message}"
                   f"{line.stderr_fields(values)}{h.terminator}")
@@ -140,12 +141,9 @@ class _StderrWriter:
 
     def _put(self, line: str) -> None:
         h = self.handler
-        h.acquire()
-        try:
+        with h.lock or contextlib.nullcontext():  # what h.acquire()/h.release() do, without two calls
             h.stream.write(line)
             h.stream.flush()
-        finally:
-            h.release()
 
 
 _LE64 = struct.Struct("<Q")
@@ -197,7 +195,7 @@ class _JournalWriter:
         parts += [_journal_field(k, v) for k, v in fields.items()]
         return self._send(b"".join(parts))
 
-    def write_line(self, line: InfoLine, message: str, values: tuple[str, ...], caller: FrameType) -> bool:
+    def write_line(self, line: InfoLine, message: str, values: Sequence[str], caller: FrameType) -> bool:
         return self._send(b"".join((self._head(line.logger.name), _journal_field("MESSAGE", message),
                                     line.journal_code(caller), line.journal_fields(values))))
 
@@ -316,7 +314,7 @@ class InfoLine:
         direct = _direct
         if direct is not None and _plain(logger, direct.handler):
             try:
-                if direct.write_line(self, message, tuple(values), sys._getframe(1)):
+                if direct.write_line(self, message, values, sys._getframe(1)):
                     return
             except Exception:  # whatever it was, logging's own path reports it
                 pass

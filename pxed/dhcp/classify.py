@@ -7,7 +7,6 @@ pxed.  It never raises.
 from __future__ import annotations
 
 import struct
-import uuid
 from dataclasses import dataclass
 
 from pxed.dhcp.options import MessageType, Opt, PxeSub, decode_tlv, user_classes
@@ -45,9 +44,12 @@ def guid_to_uuid(guid: bytes | None) -> str | None:
     """
     if guid is None or len(guid) != 17 or guid[0] != 0:
         return None
-    if guid[1:] in (bytes(16), b"\xff" * 16):
+    b = guid[1:]
+    if b in (bytes(16), b"\xff" * 16):
         return None
-    return str(uuid.UUID(bytes_le=guid[1:]))
+    # str(uuid.UUID(bytes_le=b)), without the UUID object (once per client on the packet path)
+    h = (b[3::-1] + b[5:3:-1] + b[7:5:-1] + b[8:]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def classify(packet: Packet, *, on_pxe_port: bool, vendor_prefixes: tuple[bytes, ...] = ()) -> PxeRequest | str:

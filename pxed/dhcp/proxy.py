@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -355,11 +354,12 @@ class ProxyEngine:
         self._memo = _Memo(policy)
         self.answered = 0
         self.ignored = 0
-        self._rate: OrderedDict[bytes, tuple[float, int]] = OrderedDict()
+        self._rate: dict[bytes, tuple[float, int]] = {}
         self._iface: InterfaceInfo | None = None
         self._nets: tuple[tuple[int, int], ...] = ()
         self._uuids: dict[bytes, str | None] = {}
         self._on_link_last: tuple[ipaddress.IPv4Address | None, bool] = (None, False)
+        self._packed_last: tuple[ipaddress.IPv4Address | None, bytes] = (None, b"")
 
     @property
     def policy(self) -> BootPolicy:
@@ -510,38 +510,43 @@ class ProxyEngine:
         payload = t.render(data, hlen, guid)
         if t.mode == 0:  # port 4011: back to ciaddr, else the source address
             ci = data[12:16]
-            address = peer.address if ci == b"\0\0\0\0" or ci == peer.address.packed \
+            address = peer.address if ci == b"\0\0\0\0" or ci == self._packed(peer.address) \
                 else ipaddress.IPv4Address(ci)
             port = peer.port
         elif t.mode == 1:
             address, port = ipaddress.IPv4Address(data[24:28]), t.port
         else:
             address, port = t.address, t.port
-        xid = int.from_bytes(data[4:8], "big")
-        event = Answered(mac=data[28:28 + hlen].hex(":"), arch=t.arch, firmware=t.firmware, uuid=self._uuid(guid),
-                         stage=t.stage, boot_file=t.boot_file, ipxe=t.ipxe, xid=xid, relayed=t.relayed)
+        # positional: mac, arch, firmware, uuid, stage, boot_file, ipxe, xid, relayed
+        event = Answered(data[28:28 + hlen].hex(":"), t.arch, t.firmware, None if guid is None else self._uuid(guid),
+                         t.stage, t.boot_file, t.ipxe, int.from_bytes(data[4:8], "big"), t.relayed)
         return Decision(Outgoing(payload, address, port, t.listener, t.ifindex), event)
 
-    def _uuid(self, guid: bytes | None) -> str | None:
-        if guid is None:
-            return None
-        try:
-            return self._uuids[guid]
-        except KeyError:
-            pass
-        if len(self._uuids) >= self.MAX_TRACKED:
-            self._uuids.clear()
-        u = self._uuids[guid] = guid_to_uuid(guid)
+    def _packed(self, address: ipaddress.IPv4Address) -> bytes:
+        last = self._packed_last
+        if last[0] is not address:  # the UDP adapter hands on one object per client address
+            last = self._packed_last = (address, address.packed)
+        return last[1]
+
+    def _uuid(self, guid: bytes) -> str | None:
+        uuids = self._uuids
+        if guid in uuids:  # a client's DISCOVER and REQUEST carry the same GUID
+            return uuids[guid]
+        if len(uuids) >= self.MAX_TRACKED:
+            uuids.clear()
+        u = uuids[guid] = guid_to_uuid(guid)
         return u
 
     def _allow(self, mac: bytes, now: float) -> bool:
-        start, count = self._rate.pop(mac, (now, 0))
+        # a plain dict keeps insertion order: pop and re-insert makes `mac` the newest
+        rate = self._rate
+        start, count = rate.pop(mac, (now, 0))
         if now - start >= self.RATE_WINDOW:
             start, count = now, 0
         count += 1
-        self._rate[mac] = (start, count)
-        while len(self._rate) > self.MAX_TRACKED:
-            self._rate.popitem(last=False)
+        rate[mac] = (start, count)
+        if len(rate) > self.MAX_TRACKED:
+            del rate[next(iter(rate))]
         return count <= self.RATE_MAX
 
 

@@ -380,3 +380,22 @@ def test_engine_shape_match_needs_every_other_byte_equal() -> None:
     got = e.receive(bios_arch, BCAST_PEER, IFACE, 1.0)
     assert got == reference(bios_arch, BCAST_PEER, POLICY, IFACE)
     assert got.outgoing is not None and b"\x2b" in got.outgoing.payload[240:]  # BIOS gets option 43
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_guid_to_uuid_is_the_smbios_byte_order_uuid(raw: bytes) -> None:
+    import uuid
+
+    from pxed.dhcp.classify import guid_to_uuid
+
+    want = None if raw in (bytes(16), b"\xff" * 16) else str(uuid.UUID(bytes_le=raw))
+    assert guid_to_uuid(b"\0" + raw) == want
+    assert guid_to_uuid(b"\1" + raw) is None and guid_to_uuid(raw) is None
+
+
+def test_guid_to_uuid_of_a_known_machine() -> None:
+    from pxed.dhcp.classify import guid_to_uuid
+
+    # SMBIOS stores the first three fields little-endian
+    assert guid_to_uuid(bytes.fromhex("00" "33221100" "5544" "7766" "8899aabbccddeeff")) == \
+        "00112233-4455-6677-8899-aabbccddeeff"
