@@ -7,7 +7,6 @@ so the daemon may record from its packet loop while D-Bus reads a snapshot.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,22 +34,25 @@ class ClientTracker:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self._lock = threading.Lock()
-        self._clients: OrderedDict[str, ClientRecord] = OrderedDict()
+        # mac -> (arch, stage, boot_file, when, count); a plain dict keeps insertion order, and
+        # re-inserting makes a MAC the newest.  Records are made when read: recording is on the
+        # packet path, once per answered exchange.
+        self._clients: dict[str, tuple[int, str, str, float, int]] = {}
 
-    def record(self, mac: str, arch: int, stage: str, boot_file: str, when: float) -> ClientRecord:
+    def record(self, mac: str, arch: int, stage: str, boot_file: str, when: float) -> None:
         mac = mac.lower()
+        clients = self._clients
         with self._lock:
-            old = self._clients.pop(mac, None)
-            rec = ClientRecord(mac, int(arch), stage, boot_file, when, old.count + 1 if old else 1)
-            self._clients[mac] = rec
-            while len(self._clients) > self.capacity:
-                self._clients.popitem(last=False)
-            return rec
+            old = clients.pop(mac, None)
+            clients[mac] = (int(arch), stage, boot_file, when, old[4] + 1 if old else 1)
+            if len(clients) > self.capacity:
+                del clients[next(iter(clients))]
 
     def recent(self) -> list[ClientRecord]:
         """One record per MAC, most recently seen first."""
         with self._lock:
-            return list(reversed(self._clients.values()))
+            items = list(self._clients.items())
+        return [ClientRecord(mac, *rest) for mac, rest in reversed(items)]
 
     def __len__(self) -> int:
         with self._lock:

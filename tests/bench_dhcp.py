@@ -2,7 +2,7 @@
 
 A transaction is what a UEFI client does: DISCOVER (broadcast) → proxy OFFER, then
 REQUEST to port 4011 → ACK.  The load generator runs in the client namespace with a
-distinct MAC per transaction, at a fixed rate for a few seconds; it reports how many
+distinct MAC and machine UUID per transaction, at a fixed rate for a few seconds; it reports how many
 transactions completed, the rate it really offered, and the p50/p99 latency of each step.
 All traffic stays in the lab namespaces (10.77.0.0/24).
 
@@ -53,9 +53,22 @@ SERVER = "10.77.0.1"
 
 
 # ----------------------------------------------------------------------------- generator (runs in the cli ns)
-def _with_identity(template: bytes, xid: int, mac: bytes) -> bytes:
-    """`template` (a client packet) with another xid and chaddr: the generator's per-packet work stays tiny."""
-    return template[:4] + xid.to_bytes(4, "big") + template[8:28] + mac + template[28 + len(mac):]
+def _guid_at(packet: bytes) -> int:
+    """Offset of option 97's 16-byte UUID (after its type byte) in a client packet."""
+    i = 240
+    while packet[i] != 255:
+        if packet[i] == 97:
+            return i + 3
+        i += 1 if packet[i] == 0 else 2 + packet[i + 1]
+    raise ValueError("no option 97")
+
+
+def _with_identity(template: bytes, xid: int, mac: bytes, guid_at: int) -> bytes:
+    """`template` (a client packet) with another xid, chaddr and machine UUID, as each real client
+    has its own: the generator's per-packet work stays tiny."""
+    uuid = mac * 2 + b"\x0b\x0e\x0c\x0d"
+    return (template[:4] + xid.to_bytes(4, "big") + template[8:28] + mac + template[28 + len(mac):guid_at] + uuid
+            + template[guid_at + 16:])
 
 
 def _reply_kind(data: bytes) -> tuple[int, int] | None:
@@ -91,8 +104,10 @@ def generate(rate: float, duration: float, wait: float = 1.0) -> dict[str, Any]:
     macs = [(0x525400000000 + i).to_bytes(6, "big") for i in range(n)]
     base = 0x10000000
     disc_t = build("efi64", macs[0], base)
-    discovers = [_with_identity(disc_t, base + i, macs[i]) for i in range(n)]
+    disc_guid = _guid_at(disc_t)
+    discovers = [_with_identity(disc_t, base + i, macs[i], disc_guid) for i in range(n)]
     req_t = build("efi64", macs[0], base, mtype=MessageType.REQUEST, ciaddr=ipaddress.IPv4Address(CLIENT_IP))
+    req_guid = _guid_at(req_t)
     sent_d: dict[int, float] = {}
     sent_r: dict[int, float] = {}
     offer_lat: list[float] = []
@@ -116,7 +131,7 @@ def generate(rate: float, duration: float, wait: float = 1.0) -> dict[str, Any]:
                 if mtype == offer and xid in sent_d:
                     offer_lat.append(now - sent_d.pop(xid))
                     sent_r[xid] = time.perf_counter()
-                    uc.sendto(_with_identity(req_t, xid, macs[xid - base]), (SERVER, 4011))
+                    uc.sendto(_with_identity(req_t, xid, macs[xid - base], req_guid), (SERVER, 4011))
                 elif mtype == ack and xid in sent_r:
                     ack_lat.append(now - sent_r.pop(xid))
 
@@ -265,7 +280,7 @@ def cold_start(wd: Path, runs: int = 3) -> list[float]:
     return out
 
 
-RATES = (1000, 2000, 3000, 4000, 5000, 7000, 10000, 14000, 20000)
+RATES = (1000, 2000, 3000, 4000, 5000, 7000, 10000, 12000, 14000, 17000, 20000)
 
 
 def run(rates: tuple[float, ...] = RATES, duration: float = 3.0) -> dict[str, Any]:

@@ -172,7 +172,7 @@ class DBusServer:
         still records every exchange, so ListClients misses nothing; one log line a second
         says how many signals were left out.
         """
-        rec = self._tracker.record(mac, arch, stage, boot_file, time.time())
+        self._tracker.record(mac, arch, stage, boot_file, time.time())
         now = time.monotonic()
         start, sent = self._seen_window
         if now - start >= 1.0:
@@ -186,7 +186,7 @@ class DBusServer:
             self._seen_unsent += 1
             return
         self._seen_window = (start, sent + 1)
-        self._manager.client_seen(rec.mac, rec.arch & 0xFFFF, rec.stage, rec.boot_file)
+        self._manager.client_seen(mac.lower(), arch & 0xFFFF, stage, boot_file)
 
     def runtime_changed(self) -> None:
         """Emit PropertiesChanged for whichever of Interface, Address and State changed."""

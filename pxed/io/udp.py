@@ -131,6 +131,7 @@ class DatagramListener:
     def drain(self) -> None:
         """Read and hand on up to :data:`BATCH` queued datagrams (the socket is non-blocking)."""
         recvmsg, on_datagram, peer_ips = self.sock.recvmsg, self._on_datagram, self._peer_ips
+        ip_level, pktinfo, pktinfo_size, unpack = socket.IPPROTO_IP, IP_PKTINFO, _PKTINFO.size, _PKTINFO.unpack_from
         for _ in range(BATCH):
             try:
                 data, ancdata, _flags, addr = recvmsg(MAX_DATAGRAM, _ANC_SPACE)
@@ -142,10 +143,10 @@ class DatagramListener:
             self.received += 1
             ifindex = None
             for level, kind, cdata in ancdata:
-                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(cdata) >= _PKTINFO.size:
+                if kind == pktinfo and level == ip_level and len(cdata) >= pktinfo_size:
                     # 0: queued before IP_PKTINFO was enabled (the datagram that activated us
                     # under systemd-socket-activate); the kernel reports no interface then.
-                    ifindex = _PKTINFO.unpack_from(cdata)[0] or None
+                    ifindex = unpack(cdata)[0] or None
             if ifindex is None:
                 # No packet info (the datagram queued before IP_PKTINFO was enabled, under
                 # systemd-socket-activate): trust the device binding, else drop.
@@ -156,10 +157,8 @@ class DatagramListener:
                 ifindex = self._ifindex()
             try:
                 # Clients of one stage send from one place (0.0.0.0:68 on port 67): reuse that Peer.
-                where = (addr, ifindex)
-                last = self._last_peer
-                peer = last[1]
-                if peer is None or last[0] != where:
+                last_where, peer = self._last_peer
+                if peer is None or last_where != (addr, ifindex):
                     host = addr[0]
                     ip = peer_ips.get(host)
                     if ip is None:
@@ -167,7 +166,7 @@ class DatagramListener:
                             peer_ips.clear()
                         ip = peer_ips[host] = ipaddress.IPv4Address(host)
                     peer = Peer(self.listener, ifindex, ip, addr[1])
-                    self._last_peer = (where, peer)
+                    self._last_peer = ((addr, ifindex), peer)
                 on_datagram(data, peer)
             except Exception:  # the packet loop must survive anything
                 logger.exception("unexpected error handling a datagram from %s", addr)

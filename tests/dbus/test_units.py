@@ -18,7 +18,7 @@ from pxed.dbus import names
 from pxed.dbus.interface import JobObject, ManagerObject, to_vardict, variant
 from pxed.dbus.server import check_image_fd, import_options
 from pxed.errors import AccessDenied, InvalidImage, NotFound, PxedError, all_errors
-from pxed.tracker import ClientTracker
+from pxed.tracker import ClientRecord, ClientTracker
 from tests.conftest import REPO
 
 ERR = "org.pxed.Pxed1.Error."
@@ -123,7 +123,9 @@ def test_tracker_keeps_the_latest_per_mac_bounded() -> None:
     recent = t.recent()
     assert [c.mac for c in recent] == ["52:54:00:00:00:04", "52:54:00:00:00:03", "52:54:00:00:00:01"]
     assert recent[2].stage == "ack" and recent[2].count == 2
-    assert t.record("52:54:00:AA:00:04", 0, "ack", "x", 6.0).mac == "52:54:00:aa:00:04"
+    t.record("52:54:00:aa:00:05", 0, "offer", "x", 6.0)
+    t.record("52:54:00:AA:00:05", 0, "ack", "x", 7.0)  # the same MAC, any case
+    assert t.recent()[0] == ClientRecord("52:54:00:aa:00:05", 0, "ack", "x", 7.0, 2)
     assert len(t) == 3
     with pytest.raises(ValueError):
         ClientTracker(0)
