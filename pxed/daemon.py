@@ -27,7 +27,7 @@ from pxed.config import Config, default_config_path, load_config
 from pxed.dhcp.proxy import Answered, BootPolicy, Decision, Listener, Peer, ProxyEngine
 from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, PxedError, SocketError
 from pxed.io import udp
-from pxed.io.netlink import InterfaceMonitor
+from pxed.io.netlink import InterfaceMonitor, first_look
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
 from pxed.log import InfoLine, setup_logging
 from pxed.model import InterfaceInfo, PxeStage
@@ -319,16 +319,18 @@ class Daemon:
             logger.warning("import of %s was interrupted; marked failed", name, extra={"IMAGE_ID": name})
 
         self.sockets = self.open_sockets()
-        self.monitor = InterfaceMonitor(self.interface_name, self.on_interface)
-        info = await self.monitor.start()
-        self.iface = info
+        # Answer first (the datagram that socket-activated us is waiting), from the kernel's
+        # quick look at the interface: importing pyroute2 takes longer than that answer.
+        # One loop pass schedules the readers, the next runs them.  The menus, written on
+        # every start for the current address, are fetched only after a boot file.
+        self.iface = first_look(self.interface_name)
         for lst in self.sockets.listeners.values():
             lst.start(loop)
-        # Answer first (the datagram that socket-activated us is waiting): one loop pass
-        # schedules the readers, the next runs them.  The menus, written on every start for
-        # the current address, are fetched only after a boot file.
         await asyncio.sleep(0)
         await asyncio.sleep(0)
+        self.monitor = InterfaceMonitor(self.interface_name, self.on_interface)
+        info = await self.monitor.start()  # netlink's snapshot from now on, followed as it changes
+        self.iface = info
         if info is None:
             logger.warning("interface %s does not exist yet; waiting for it", self.interface_name)
             self.state = State.WAITING

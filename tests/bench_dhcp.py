@@ -280,7 +280,7 @@ def cold_start(wd: Path, runs: int = 3) -> list[float]:
     return out
 
 
-RATES = (1000, 2000, 3000, 4000, 5000, 7000, 10000, 12000, 14000, 17000, 20000)
+RATES = (1000, 2000, 3000, 4000, 5000, 7000, 10000, 12000, 14000, 17000, 20000, 25000)
 
 
 def run(rates: tuple[float, ...] = RATES, duration: float = 3.0) -> dict[str, Any]:
