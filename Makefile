@@ -4,6 +4,7 @@
 PYTHON ?= python3
 PYTEST ?= $(PYTHON) -m pytest
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 # Installation directories (all overridable; systemd's from pkg-config, with fallbacks).
 DESTDIR ?=
@@ -138,7 +139,7 @@ demo: deps
 
 ## make bench: ratios against dnsmasq and cp, measured in the same run.
 bench: deps
-	$(PYTHON) -m tests.bench
+	$(PYTHON) -m tests.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .lab
