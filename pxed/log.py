@@ -288,7 +288,7 @@ class InfoLine:
         return {k: values[v] if isinstance(v, int) else v for k, v in self._fields.items()}
 
     def stderr_fields(self, values: Sequence[str]) -> str:
-        """" [KEY=value ...]" as FieldsFormatter appends it, or "" when every field is empty."""
+        """What FieldsFormatter appends to the message: ` [KEY=value ...]`, or nothing when every field is empty."""
         fmt, slots = self._stderr
         text = fmt.format(*[key + values[i] if values[i] else "" for key, i in slots])
         return f" [{text[1:]}]" if text else ""
