@@ -341,10 +341,11 @@ class ProxyEngine:
     their own identity patched in (:class:`_Template`), without building a :class:`Packet`.
     A request shaped byte for byte like an answered one but for its identity (the header's
     xid, flags, addresses and chaddr; the values of options 97, 61, 12 and 50: :class:`_Shape`)
-    finds its template without its options being decoded at all.  The memo is dropped when the policy or the interface snapshot changes, so replies
-    always carry the current address.  :meth:`receive` is for one thread; the ``policy``
-    may be replaced from another at any time.  Anything unusual (overloaded options, a malformed
-    packet, a request pxed ignores) takes the full path.
+    finds its template without its options being decoded at all.  The memo is dropped when
+    the policy or the interface snapshot changes, so replies always carry the current
+    address.  :meth:`receive` is for one thread; the ``policy`` may be replaced from another
+    at any time.  Anything unusual (overloaded options, a malformed packet, a request pxed
+    ignores) takes the full path.
     """
 
     RATE_WINDOW = 1.0
