@@ -323,7 +323,7 @@ class Daemon:
         # quick look at the interface: importing pyroute2 takes longer than that answer.
         # One loop pass schedules the readers, the next runs them.  The menus, written on
         # every start for the current address, are fetched only after a boot file.
-        self.iface = first_look(self.interface_name)
+        self.iface = first_look(self.interface_name, self.sockets.to(Listener.DHCP).sock)
         for lst in self.sockets.listeners.values():
             lst.start(loop)
         await asyncio.sleep(0)

@@ -9,6 +9,8 @@ snapshots are read with a fresh ``IPRoute`` in the default executor.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import ipaddress
 import logging
@@ -29,30 +31,33 @@ _SIOCGIFFLAGS, _SIOCGIFADDR, _SIOCGIFNETMASK = 0x8913, 0x8915, 0x891B
 _IFF_UP, _IFF_RUNNING = 0x1, 0x40
 
 
-def first_look(name: str) -> InterfaceInfo | None:
+def first_look(name: str, sock: socket.socket | None = None) -> InterfaceInfo | None:
     """The interface as the old ``SIOCGIF*`` ioctls see it: index, up, primary IPv4 address.
 
     For cold start only: importing pyroute2 takes longer than answering the datagram that
     socket-activated pxed, so that one is answered from this look (stdlib only) and
-    :func:`snapshot` replaces it right after.  None when the interface does not exist.
+    :func:`snapshot` replaces it right after.  The ioctls go through `sock`, an IPv4
+    socket pxed already holds: pxed.service may not create one (RestrictAddressFamilies=).
+    None when the interface does not exist or cannot be looked at; never raises.
     """
     try:
         index = socket.if_nametoindex(name)
-    except OSError:
+        req = struct.pack("16s24x", name.encode())  # struct ifreq: name, then a 24-byte union
+        with contextlib.ExitStack() as stack:
+            if sock is None:
+                sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC))
+            flags = struct.unpack_from("=H", fcntl.ioctl(sock, _SIOCGIFFLAGS, req), 16)[0]
+            addresses: tuple[ipaddress.IPv4Interface, ...] = ()
+            try:  # sockaddr_in in the union: the address is 4 bytes in
+                addr = fcntl.ioctl(sock, _SIOCGIFADDR, req)[20:24]
+                mask = fcntl.ioctl(sock, _SIOCGIFNETMASK, req)[20:24]
+                addresses = (ipaddress.IPv4Interface((addr, bin(int.from_bytes(mask, "big")).count("1"))),)
+            except OSError as e:
+                if e.errno != errno.EADDRNOTAVAIL:  # that one: no IPv4 address
+                    raise
+    except (OSError, ValueError) as e:
+        logger.debug("no first look at %s (%s); waiting for netlink", name, e)
         return None
-    req = struct.pack("16s24x", name.encode())  # struct ifreq: name, then a 24-byte union
-    addresses: tuple[ipaddress.IPv4Interface, ...] = ()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
-        try:
-            flags = struct.unpack_from("=H", fcntl.ioctl(s, _SIOCGIFFLAGS, req), 16)[0]
-        except OSError:
-            return None
-        try:  # sockaddr_in in the union: the address is 4 bytes in
-            addr = fcntl.ioctl(s, _SIOCGIFADDR, req)[20:24]
-            mask = fcntl.ioctl(s, _SIOCGIFNETMASK, req)[20:24]
-            addresses = (ipaddress.IPv4Interface((addr, bin(int.from_bytes(mask, "big")).count("1"))),)
-        except OSError:  # EADDRNOTAVAIL: no IPv4 address
-            pass
     return InterfaceInfo(name=name, index=index, mac=None, up=bool(flags & _IFF_UP and flags & _IFF_RUNNING),
                          addresses=addresses)
 
