@@ -7,7 +7,8 @@
         c.run(["systemctl", "enable", "--now", "pxed.socket"])
 
 The tree is made by debootstrap (bookworm, minbase) with Debian's own packages of what pxed
-needs, and cached under /var/cache/pxed-systest keyed by a hash of the package list.  Each
+needs, and cached under /var/cache/pxed-systest keyed by a hash of the package list (trees
+of other lists unused for two weeks are removed: :func:`prune`).  Each
 container runs on an overlay (tree read-only below, a scratch upper dir) that is removed at
 stop, so the tree stays pristine.  The container shares a lab network namespace
 (``--network-namespace-path``), never the host's; commands run inside through ``nsenter``
@@ -94,7 +95,9 @@ def debian_tree(packages: Sequence[str], cache: Path = CACHE) -> Path:
     cache.mkdir(parents=True, exist_ok=True, mode=0o755)
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent test runs wait for one build
+        prune(cache, keep=tree)
         if (tree / ".pxed-tree-complete").exists():
+            os.utime(tree / ".pxed-tree-complete")  # in use: prune() keeps it
             return tree
         tmp = cache / f".build-{key}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -121,6 +124,30 @@ def debian_tree(packages: Sequence[str], cache: Path = CACHE) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return tree
+
+
+PRUNE_AFTER = 14 * 86400  # seconds a tree may go unused before prune() removes it
+
+
+def prune(cache: Path, keep: Path, now: float | None = None) -> list[Path]:
+    """Remove trees of other package lists unused for :data:`PRUNE_AFTER`, and builds a crashed
+    run left behind (a day old); returns what was removed.  Called with the cache lock held."""
+    now = time.time() if now is None else now
+    gone = []
+    for d in cache.iterdir():
+        if d == keep or not d.is_dir():
+            continue
+        stamp = d / ".pxed-tree-complete"
+        if d.name.startswith(f"{SUITE}-") and stamp.exists():
+            stale = now - stamp.stat().st_mtime > PRUNE_AFTER
+        elif d.name.startswith(".build-"):
+            stale = now - d.stat().st_mtime > 86400
+        else:
+            continue
+        if stale:
+            shutil.rmtree(d, ignore_errors=True)
+            gone.append(d)
+    return gone
 
 
 # ----------------------------------------------------------------------------- the container
