@@ -164,6 +164,10 @@ class _JournalWriter:
     THREAD_NAME, PROCESS_NAME, CODE_FILE/LINE/FUNC, SYSLOG_IDENTIFIER and the given ones.
     A datagram journald refuses (too large, socket gone) goes through the handler instead,
     which falls back to a memfd as sd_journal_sendv does.
+
+    The socket does not block: when journald's queue is full (it is not keeping up with a
+    flood of requests) the line is dropped rather than the DHCP loop stalled, as dnsmasq's
+    log-async does, and a warning entry says how many were lost once the queue has room.
     """
 
     def __init__(self, handler: logging.Handler, identifier: str) -> None:
@@ -173,11 +177,13 @@ class _JournalWriter:
         self._constant = (f"PRIORITY={handler.map_priority(logging.INFO)}\n"  # type: ignore[attr-defined]
                           f"SYSLOG_IDENTIFIER={identifier}\n").encode()
         self._per_logger: dict[tuple[str, str, str], bytes] = {}
+        self._identifier = identifier
+        self.dropped = 0  # lines lost to a full journald queue since the last report
 
     def _socket(self) -> socket.socket:
         with self._lock:
             if self._sock is None:
-                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
                 try:
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
                     s.connect(os.fspath(JOURNAL_SOCKET))
@@ -213,7 +219,15 @@ class _JournalWriter:
     def _send(self, data: bytes) -> bool:
         try:
             sock = self._sock or self._socket()
+            if self.dropped:
+                sock.send(f"PRIORITY=4\nSYSLOG_IDENTIFIER={self._identifier}\nLOGGER={__name__}\n"
+                          f"MESSAGE={self.dropped} log lines dropped: the journal was not keeping up\n"
+                          f"LINES_DROPPED={self.dropped}\n".encode())
+                self.dropped = 0
             sock.send(data)
+        except BlockingIOError:
+            self.dropped += 1
+            return True
         except OSError:
             with self._lock:
                 if self._sock is not None:

@@ -170,3 +170,34 @@ def test_info_line_defers_to_logging_when_others_listen(monkeypatch: pytest.Monk
     (rec,) = caplog.records
     assert rec.getMessage() == "sent to m" and rec.CLIENT_MAC == "m" and rec.PXE_STAGE == "ack"  # type: ignore[attr-defined]
     assert rec.funcName == "test_info_line_defers_to_logging_when_others_listen"
+
+
+def test_a_journal_that_does_not_keep_up_loses_lines_not_the_loop(monkeypatch: pytest.MonkeyPatch,
+                                                                   root_logging: None, tmp_path: Path) -> None:
+    """journald's queue full: the line is dropped (the DHCP loop never waits), and once there is
+    room again a warning entry says how many were lost."""
+    import socket
+    import threading
+
+    from tests.lab.pxedproc import parse_journal_datagram
+
+    sink = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sink.bind(str(tmp_path / "journal.sock"))
+    monkeypatch.setattr(pxed.log, "JOURNAL_SOCKET", tmp_path / "journal.sock")
+    assert setup_logging(target="journal") == "journal"
+    line = InfoLine(logging.getLogger("pxed.daemon"), ("sent to ", 0), {"CLIENT_MAC": 0})
+    writer = threading.Thread(target=lambda: [line.info((f"m{i}",)) for i in range(2000)], daemon=True)
+    writer.start()
+    writer.join(30)
+    assert not writer.is_alive(), "logging blocked on a full journal socket"
+    sink.setblocking(False)
+    got = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            got.append(parse_journal_datagram(sink.recv(65536)))
+    assert 0 < len(got) < 2000 and got[0]["MESSAGE"] == "sent to m0"
+    line.info(("after",))
+    warning, after = parse_journal_datagram(sink.recv(65536)), parse_journal_datagram(sink.recv(65536))
+    assert int(warning["LINES_DROPPED"]) == 2000 - len(got) and warning["PRIORITY"] == "4"
+    assert "log lines dropped" in warning["MESSAGE"] and after["MESSAGE"] == "sent to after"
+    sink.close()
