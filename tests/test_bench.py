@@ -1,0 +1,22 @@
+"""`make bench`'s DHCP part runs end to end (a smoke test: figures are the benchmark's business,
+not a test's): both servers answer every transaction of a slow load, each logs one line per
+exchange, and a socket-activated pxed answers its first DISCOVER."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import bench_dhcp
+from tests.conftest import need_tool
+
+pytestmark = pytest.mark.integration
+
+
+def test_dhcp_bench_runs_both_servers_and_the_cold_start() -> None:
+    need_tool("dnsmasq", "dbus-daemon", "busctl", "systemd-socket-activate")
+    res = bench_dhcp.run(rates=(300,), duration=1.0)
+    for kind in ("pxed", "dnsmasq"):
+        (row,) = res["load"][kind]
+        assert row["sent"] == 300 and row["acks"] == row["offers"] == 300, (kind, row)
+        assert row["log_lines_per_tx"] == 2.0, (kind, row)
+    assert len(res["cold_start_ms"]) == 3
