@@ -136,10 +136,10 @@ class Daemon:
                 return
         if isinstance(ev, Answered):
             # the key holds no enum: an Enum member's hash is a Python call
-            line = self._exchange_lines.get((ev.boot_file, ev.arch, ev.ipxe, ev.stage is PxeStage.ACK,
-                                             peer.listener is Listener.PXE))
+            key = (ev.boot_file, ev.arch, ev.ipxe, ev.stage is PxeStage.ACK, peer.listener is Listener.PXE)
+            line = self._exchange_lines.get(key)
             if line is None:
-                line = self._exchange_line(ev, peer.listener)
+                line = self._exchange_line(key, ev, peer.listener)
             # one journal line per answered exchange
             line.info((ev.mac, ev.uuid or "", self._address_text(peer)))
             if self.dbus is not None:
@@ -150,11 +150,10 @@ class Daemon:
                 logger.log(level, "Ignored request from %s: %s", ev.mac or peer.address, ev.reason,
                            extra={"CLIENT_MAC": ev.mac or "", "REASON": ev.reason, "CLIENT_IP": str(peer.address)})
 
-    def _exchange_line(self, ev: Answered, listener: Listener) -> InfoLine:
-        """The log line for exchanges like `ev`; values: the client's MAC, UUID and address."""
+    def _exchange_line(self, key: tuple[object, ...], ev: Answered, listener: Listener) -> InfoLine:
+        """The log line for exchanges like `ev` (kept under `key`); values: the client's MAC, UUID and address."""
         if len(self._exchange_lines) >= 256:
             self._exchange_lines.clear()
-        key = (ev.boot_file, ev.arch, ev.ipxe, ev.stage is PxeStage.ACK, listener is Listener.PXE)
         line = self._exchange_lines[key] = InfoLine(
             logger,
             (f"{'Proxy offer' if ev.stage == 'offer' else 'PXE ack'} sent to ", 0,

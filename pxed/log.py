@@ -9,10 +9,11 @@ to stderr, with the same fields appended as ``KEY=value`` so nothing is lost.
 Field names must be upper case (journald drops others); :data:`FIELDS` lists the
 ones pxed uses.
 
-:func:`info_fields` is ``logger.info(message, extra=fields)`` for the one line per
-answered DHCP exchange: with the handler :func:`setup_logging` installed it writes the
-same text (stderr) or the same journal entry (native protocol, one datagram) without
-going through a LogRecord, which was half of the daemon's per-packet Python time.
+:class:`InfoLine` is ``logger.info(message, extra=fields)`` for the one line per
+answered DHCP exchange, made ready once per kind of exchange: with the handler
+:func:`setup_logging` installed it writes the same text (stderr) or the same journal entry
+(native protocol, one datagram) without going through a LogRecord, which was half of the
+daemon's per-packet Python time.  :func:`info_fields` is the same for a one-off line.
 """
 
 from __future__ import annotations
@@ -49,7 +50,6 @@ class FieldsFormatter(logging.Formatter):
         fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" if with_time else "%(levelname)s: %(message)s"
         super().__init__(fmt)
         self._second: tuple[int, str] = (-1, "")
-
         self._with_time = with_time
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
@@ -73,10 +73,6 @@ class FieldsFormatter(logging.Formatter):
     def _with_fields(text: str, attrs: Mapping[str, Any]) -> str:
         fields = [f"{k}={attrs[k]}" for k in FIELDS if attrs.get(k) not in (None, "")]
         return f"{text} [{' '.join(fields)}]" if fields else text
-
-    def info_line(self, created: float, name: str, message: str, fields: Mapping[str, str]) -> str:
-        """What :meth:`format` makes of an INFO record (no exception) with these attributes."""
-        return self._with_fields(self.info_head(created, name) + message, fields)
 
     def info_head(self, created: float, name: str) -> str:
         """The text before the message of an INFO line logged at `created` by logger `name`."""
@@ -128,10 +124,6 @@ class _StderrWriter:
         self.handler = handler
         assert isinstance(handler.formatter, FieldsFormatter)
         self.formatter: FieldsFormatter = handler.formatter
-
-    def write(self, name: str, message: str, fields: Mapping[str, str], caller: FrameType) -> bool:
-        self._put(self.formatter.info_line(time.time(), name, message, fields) + self.handler.terminator)
-        return True
 
     def write_line(self, line: InfoLine, message: str, values: Sequence[str], caller: FrameType) -> bool:
         h = self.handler
@@ -193,14 +185,6 @@ class _JournalWriter:
                 self._sock = s
             return self._sock
 
-    def write(self, name: str, message: str, fields: Mapping[str, str], caller: FrameType) -> bool:
-        head = self._head(name)
-        code = caller.f_code
-        parts = [head, _journal_field("MESSAGE", message),
-                 f"CODE_FILE={code.co_filename}\nCODE_LINE={caller.f_lineno}\nCODE_FUNC={code.co_name}\n".encode()]
-        parts += [_journal_field(k, v) for k, v in fields.items()]
-        return self._send(b"".join(parts))
-
     def write_line(self, line: InfoLine, message: str, values: Sequence[str], caller: FrameType) -> bool:
         return self._send(b"".join((self._head(line.logger.name), _journal_field("MESSAGE", message),
                                     line.journal_code(caller), line.journal_fields(values))))
@@ -246,18 +230,10 @@ def info_fields(logger: logging.Logger, message: str, fields: Mapping[str, str])
     The direct path is taken when the handler :func:`setup_logging` installed is the root's
     only handler, unfiltered beyond its own filter, and `logger` and its parents add no
     handlers or filters of their own; the line or journal entry is then the same.  Field
-    names must be upper case and values strings.
+    names must be upper case and values strings.  For a line logged again and again, make
+    an :class:`InfoLine` once instead.
     """
-    if not logger.isEnabledFor(logging.INFO):
-        return
-    direct = _direct
-    if direct is not None and _plain(logger, direct.handler):
-        try:
-            if direct.write(logger.name, message, fields, sys._getframe(1)):
-                return
-        except Exception:  # whatever it was, logging's own path reports it
-            pass
-    logger.info("%s", message, extra=fields, stacklevel=2)
+    InfoLine(logger, (message,), fields)._log((), depth=2)
 
 
 class InfoLine:
@@ -321,6 +297,10 @@ class InfoLine:
         return got
 
     def info(self, values: Sequence[str]) -> None:
+        self._log(values, depth=2)
+
+    def _log(self, values: Sequence[str], depth: int) -> None:
+        """Log for the caller `depth` frames up (its CODE_* fields, its LogRecord location)."""
         logger = self.logger
         if not logger.isEnabledFor(logging.INFO):
             return
@@ -328,11 +308,11 @@ class InfoLine:
         direct = _direct
         if direct is not None and _plain(logger, direct.handler):
             try:
-                if direct.write_line(self, message, values, sys._getframe(1)):
+                if direct.write_line(self, message, values, sys._getframe(depth)):
                     return
             except Exception:  # whatever it was, logging's own path reports it
                 pass
-        logger.info("%s", message, extra=self.fields(values), stacklevel=2)
+        logger.info("%s", message, extra=self.fields(values), stacklevel=depth + 1)
 
 
 def _plain(logger: logging.Logger, handler: logging.Handler) -> bool:

@@ -201,4 +201,3 @@ class DatagramListener:
             self.send_errors += 1
             logger.warning("cannot send reply to %s:%d: %s", out.address, out.port, e.strerror)
             return False
-
