@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from pxed.dhcp.classify import HTTP_VENDOR, PXE_VENDOR, PxeRequest, classify, guid_to_uuid
-from pxed.dhcp.options import MessageType, Opt, PxeSub, check_fixed_lengths, decode_tlv, encode_tlv
-from pxed.dhcp.packet import BOOTREPLY, BOOTREQUEST, FLAG_BROADCAST, HEADER_SIZE, MAGIC, ZERO, Packet, encode, parse
+from pxed.dhcp.options import MessageType, Opt, PxeSub, encode_tlv
+from pxed.dhcp.packet import BOOTREPLY, FLAG_BROADCAST, HEADER_SIZE, ZERO, Packet, encode, parse
 from pxed.errors import MalformedPacket
 from pxed.model import Firmware, InterfaceInfo, PxeStage
 
@@ -216,10 +216,10 @@ def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy)
 class _Template:
     """An answer of :func:`decide`, to be re-issued for requests that differ only in identity.
 
-    Requests with the same :meth:`ProxyEngine._key` (listener, on-link, relayed, htype/hlen,
-    options 53/60/93/77/43 and the length of 97) get the same reply except for the fields
-    :func:`decide` copies from the request: xid, flags, ciaddr (port 4011), giaddr, chaddr
-    and the echoed option 97.  Those are patched into a copy of ``payload``.
+    Requests with the same skeleton (:class:`_Shape`: every byte but the identity fields, plus
+    listener, on-link and relayed) get the same reply except for the fields :func:`decide`
+    copies from the request: xid, flags, ciaddr (port 4011), giaddr, chaddr and the echoed
+    option 97.  Those are patched into a copy of ``payload``.
     """
 
     __slots__ = ("payload", "guid_at", "mode", "ifindex", "port", "address", "listener", "arch", "firmware",
@@ -272,9 +272,6 @@ def _option_at(payload: bytes, code: int) -> int | None:
     return next((start for c, start, _ in _walk(payload) if c == code), None)
 
 
-_TemplateKey = tuple[object, ...]
-
-
 # Options whose value :func:`decide` never reads or only echoes (97): requests that differ
 # only there (and in the header's identity fields) get the same template.
 _IDENTITY_OPTIONS = frozenset({Opt.CLIENT_GUID, Opt.CLIENT_ID, Opt.HOSTNAME, Opt.REQUESTED_IP})
@@ -293,9 +290,12 @@ class _Shape:
 
 
 def _shape(data: bytes) -> _Shape | None:
-    """`data`'s shape, or None when an identity option repeats (its values would be joined)."""
+    """`data`'s shape, or None when an identity option repeats (its values would be joined) or
+    the options overload sname/file (which the skeleton leaves out)."""
     spans: dict[int, tuple[int, int]] = {}
     for code, start, end in _walk(data):
+        if code == Opt.OVERLOAD:
+            return None
         if code in _IDENTITY_OPTIONS:
             if code in spans:
                 return None
@@ -313,22 +313,20 @@ class _Memo:
 
     One reference store swaps both, so a reply decided under the old policy can only land
     in the old (discarded) memo, even if the policy is replaced from another thread.
-    ``templates`` are found by :meth:`ProxyEngine._key` (options decoded); ``by_skeleton``
-    by a request's bytes but for its identity fields, for the shapes in ``shapes`` (by length).
+    Templates are found by a request's skeleton (``by_skeleton``), for the shapes of answered
+    requests of its length (``shapes``).
     """
 
-    __slots__ = ("policy", "templates", "shapes", "by_skeleton")
+    __slots__ = ("policy", "shapes", "by_skeleton")
 
     MAX_SHAPES = 4  # per request length
 
     def __init__(self, policy: BootPolicy) -> None:
         self.policy = policy
-        self.templates: dict[_TemplateKey, _Template | None] = {}
         self.shapes: dict[int, list[_Shape]] = {}
         self.by_skeleton: dict[tuple[bool, bool | None, bool, bytes], _Template] = {}
 
     def clear(self) -> None:
-        self.templates.clear()
         self.shapes.clear()
         self.by_skeleton.clear()
 
@@ -337,11 +335,10 @@ class ProxyEngine:
     """Parse + decide + count, with a bounded per-MAC reply rate limit.
 
     Answers are memoised: the first request of each kind goes through :func:`parse` and
-    :func:`decide`, and later requests of the same kind (:meth:`_key`) get that reply with
-    their own identity patched in (:class:`_Template`), without building a :class:`Packet`.
-    A request shaped byte for byte like an answered one but for its identity (the header's
-    xid, flags, addresses and chaddr; the values of options 97, 61, 12 and 50: :class:`_Shape`)
-    finds its template without its options being decoded at all.  The memo is dropped when
+    :func:`decide`, and a later request that is the same byte for byte but for its identity
+    (the header's xid, flags, addresses and chaddr; the values of options 97, 61, 12 and 50:
+    :class:`_Shape`) gets that reply with its own identity patched in (:class:`_Template`),
+    without its options being decoded or a :class:`Packet` built.  The memo is dropped when
     the policy or the interface snapshot changes, so replies always carry the current
     address.  :meth:`receive` is for one thread; the ``policy`` may be replaced from another
     at any time.  Anything unusual (overloaded options, a malformed packet, a request pxed
@@ -373,20 +370,14 @@ class ProxyEngine:
         self._memo = _Memo(policy)
 
     @property
-    def _templates(self) -> dict[_TemplateKey, _Template | None]:
-        return self._memo.templates
+    def _templates(self) -> dict[tuple[bool, bool | None, bool, bytes], _Template]:
+        return self._memo.by_skeleton
 
     def receive(self, data: bytes, peer: Peer, iface: InterfaceInfo, now: float) -> Decision:
         if iface is not self._iface:
             self._use_interface(iface)
         memo = self._memo  # read once: the policy and its memo stay together for this request
         template, guid = self._by_skeleton(memo, data, peer, iface)
-        key: _TemplateKey | None = None
-        if template is None:
-            key, guid = self._key(data, peer, iface)
-            template = memo.templates.get(key) if key is not None else None
-            if template is not None:
-                self._learn_shape(memo, template, data, peer)
         if template is not None:
             hlen = data[2]
             chaddr = data[28:28 + hlen]
@@ -406,8 +397,8 @@ class ProxyEngine:
             self.ignored += 1
             return Decision(None, Ignored(f"internal error deciding on a packet: {type(e).__name__}: {e}",
                                           packet.mac, notable=True))
-        if key is not None and decision.outgoing is not None:
-            self._remember(memo, key, decision, data, guid, peer)
+        if decision.outgoing is not None:
+            self._remember(memo, decision, data, peer)
         if decision.outgoing is not None and not self._allow(packet.chaddr, now):
             self.ignored += 1
             return Decision(None, Ignored("rate limit: too many requests from this client", packet.mac))
@@ -450,64 +441,30 @@ class ProxyEngine:
                 return template, (data[g[0]:g[1]] if g is not None else None)
         return None, None
 
-    def _learn_shape(self, memo: _Memo, template: _Template, data: bytes, peer: Peer) -> None:
-        """Let requests shaped like `data` find `template` by :meth:`_by_skeleton` from now on."""
+    def _remember(self, memo: _Memo, decision: Decision, data: bytes, peer: Peer) -> None:
+        """Let requests shaped like `data` get `decision`'s reply, their identity patched in."""
+        assert decision.outgoing is not None
         shape = _shape(data)
         if shape is None:
             return
-        if len(memo.by_skeleton) >= 4 * self.MAX_TEMPLATES or len(memo.shapes) >= self.MAX_TEMPLATES:
-            memo.shapes.clear()
-            memo.by_skeleton.clear()
+        guid, guid_at = None, 0
+        if shape.guid is not None:
+            guid = data[shape.guid[0]:shape.guid[1]]
+            at = _option_at(decision.outgoing.payload, Opt.CLIENT_GUID)
+            if at is None:
+                return
+            guid_at = at
+        template = _Template(decision, guid_at)
+        if self._render(template, data, data[2], guid, peer) != decision:
+            return  # decide() did something a template cannot repeat: keep the full path for this kind
+        if len(memo.by_skeleton) >= self.MAX_TEMPLATES or len(memo.shapes) >= self.MAX_TEMPLATES:
+            memo.clear()  # a flood of odd kinds only clears the memo
         shapes = memo.shapes.setdefault(len(data), [])
         if shape not in shapes:
             if len(shapes) >= memo.MAX_SHAPES:
                 del shapes[0]
             shapes.append(shape)
         memo.by_skeleton[self._skeleton_key(data, peer, shape)] = template
-
-    def _key(self, data: bytes, peer: Peer, iface: InterfaceInfo) -> tuple[_TemplateKey | None, bytes | None]:
-        """What :func:`decide`'s answer depends on besides the request's identity, and option 97.
-
-        A key of None sends the request down the full path.
-        """
-        if len(data) < HEADER_SIZE + 4 or data[0] != BOOTREQUEST or data[2] > 16 \
-                or data[HEADER_SIZE:HEADER_SIZE + 4] != MAGIC:
-            return None, None
-        if peer.ifindex is not None and peer.ifindex != iface.index:
-            return None, None
-        try:
-            opts = decode_tlv(data, start=HEADER_SIZE + 4)
-            check_fixed_lengths(opts)
-        except MalformedPacket:
-            return None, None
-        if Opt.OVERLOAD in opts:
-            return None, None
-        relayed = data[24:28] != b"\0\0\0\0"
-        on_link = None
-        if peer.listener is Listener.PXE and not relayed:
-            ip = int(peer.address)
-            on_link = any(ip & mask == net for net, mask in self._nets)
-        guid = opts.get(Opt.CLIENT_GUID)
-        return (peer.listener, on_link, relayed, data[1], data[2], opts.get(Opt.MESSAGE_TYPE),
-                opts.get(Opt.VENDOR_CLASS), opts.get(Opt.CLIENT_ARCH), opts.get(Opt.USER_CLASS),
-                opts.get(Opt.VENDOR_SPECIFIC), -1 if guid is None else len(guid)), guid
-
-    def _remember(self, memo: _Memo, key: _TemplateKey, decision: Decision, data: bytes, guid: bytes | None,
-                  peer: Peer) -> None:
-        assert decision.outgoing is not None
-        guid_at = 0
-        if guid is not None:
-            at = _option_at(decision.outgoing.payload, Opt.CLIENT_GUID)
-            if at is None or len(guid) > 255:
-                return
-            guid_at = at
-        template = _Template(decision, guid_at)
-        if self._render(template, data, data[2], guid, peer) != decision:
-            return  # decide() did something a template cannot repeat: keep the full path for this kind
-        if len(memo.templates) >= self.MAX_TEMPLATES:
-            memo.clear()
-        memo.templates[key] = template
-        self._learn_shape(memo, template, data, peer)
 
     def _render(self, t: _Template, data: bytes, hlen: int, guid: bytes | None, peer: Peer) -> Decision:
         payload = t.render(data, hlen, guid)

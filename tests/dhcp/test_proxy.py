@@ -365,7 +365,7 @@ def test_engine_answers_a_known_shape_without_decoding_it(kind: str, monkeypatch
     e = ProxyEngine(POLICY)
     first = build(kind, MAC, 1)
     assert e.receive(first, BCAST_PEER, IFACE, 0.0).outgoing is not None
-    monkeypatch.setattr(e, "_key", lambda *a: pytest.fail("decoded a request of a known shape"))
+    monkeypatch.setattr("pxed.dhcp.proxy.parse", lambda *a: pytest.fail("decoded a request of a known shape"))
     guid = bytes([0]) + bytes(range(100, 116))
     other = with_identity(first, 0xCAFE, bytes.fromhex("525400abcdef"), 0, bytes(4), bytes(4), guid, b"\x42")
     assert other != first
@@ -399,3 +399,18 @@ def test_guid_to_uuid_of_a_known_machine() -> None:
     # SMBIOS stores the first three fields little-endian
     assert guid_to_uuid(bytes.fromhex("00" "33221100" "5544" "7766" "8899aabbccddeeff")) == \
         "00112233-4455-6677-8899-aabbccddeeff"
+
+
+def test_a_request_with_overloaded_options_is_never_memoised() -> None:
+    """Option 52 moves options into sname/file, which a request's skeleton leaves out."""
+    from pxed.dhcp.proxy import _shape
+
+    raw = build("bios", MAC, 1)
+    assert _shape(raw) is not None
+    overloaded = raw[:240] + bytes((Opt.OVERLOAD, 1, 3)) + raw[240:]
+    assert _shape(overloaded) is None
+    e = ProxyEngine(POLICY)
+    for xid in (1, 2):
+        req = with_identity(overloaded, xid, MAC, 0, bytes(4), bytes(4), None)
+        assert e.receive(req, BCAST_PEER, IFACE, float(xid)) == reference(req, BCAST_PEER, POLICY, IFACE)
+    assert not e._templates
