@@ -1,79 +1,52 @@
-"""Fill the boot root with the installed bootloader files (syslinux, memdisk, memtest86+).
+"""Fill the boot root with the installed files the boot loaders and menu tools need.
 
-Sources are looked up on Debian/Ubuntu paths (packages pxelinux, syslinux-common,
-syslinux-efi) and Arch paths (package syslinux).  Copies are atomic and idempotent:
-an unchanged file is left alone, a changed one is replaced by rename.
+What to copy comes from the loaders (:class:`~pxed.loaders.base.Needed`) plus the menu's
+tools: memtest86+ and HDT's PCI names and driver aliases, offered when installed.
+Copies are atomic and idempotent: an unchanged file is left alone, a changed one is
+replaced by rename (:func:`pxed.fsutil.atomic_copy`).  :func:`scan` says what an already
+populated boot root offers, without copying.
 
-Layout in the boot root::
+Tools in the boot root::
 
-    lpxelinux.0, ldlinux.c32, *.c32, memdisk     BIOS (option 210 prefix "/")
-    efi64/syslinux.efi, efi64/ldlinux.e64, efi64/*.c32   x86-64 UEFI (prefix "efi64/")
     memtest/memtest.bin                            memtest86+ for BIOS, when installed
     hdt/pci.ids, hdt/modules.alias                 PCI names and driver aliases for HDT, when installed
 """
 
 from __future__ import annotations
 
-import filecmp
 import logging
-import os
-import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pxed.errors import MissingPackage
+from pxed.fsutil import atomic_copy
+from pxed.loaders.base import Needed
+from pxed.model import Firmware
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where one piece comes from: candidate paths in order, and the packages providing it."""
-
-    what: str
-    candidates: tuple[str, ...]
-    debian: str
-    arch: str
-
-
-LPXELINUX = Source("lpxelinux.0", ("/usr/lib/PXELINUX/lpxelinux.0", "/usr/lib/syslinux/bios/lpxelinux.0",
-                                   "/usr/share/syslinux/lpxelinux.0"),
-                   "pxelinux", "syslinux")
-BIOS_MODULES = Source("BIOS syslinux modules", ("/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux/bios",
-                                                "/usr/share/syslinux"),
-                      "syslinux-common", "syslinux")
-MEMDISK = Source("memdisk", ("/usr/lib/syslinux/memdisk", "/usr/lib/syslinux/bios/memdisk",
-                              "/usr/share/syslinux/memdisk"),
-                 "syslinux-common", "syslinux")
-EFI64 = Source("syslinux.efi", ("/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "/usr/lib/syslinux/efi64/syslinux.efi",
-                                 "/usr/share/syslinux/efi64/syslinux.efi"),
-               "syslinux-efi", "syslinux")
-EFI64_MODULES = Source("x86-64 UEFI syslinux modules",
-                       ("/usr/lib/syslinux/modules/efi64", "/usr/lib/syslinux/efi64", "/usr/share/syslinux/efi64"),
-                       "syslinux-efi", "syslinux")
-MEMTEST = Source("memtest86+", ("/boot/memtest86+x64.bin", "/boot/memtest86+.bin", "/boot/memtest86+/memtest.bin"),
-                 "memtest86+", "memtest86+")
-PCI_IDS = Source("pci.ids", ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"), "pci.ids", "hwdata")
-
-REQUIRED_BIOS_MODULES = ("ldlinux.c32", "libcom32.c32", "libutil.c32", "vesamenu.c32", "menu.c32", "whichsys.c32",
-                         "chain.c32", "reboot.c32", "poweroff.c32")
-REQUIRED_EFI64_MODULES = ("ldlinux.e64", "libcom32.c32", "libutil.c32", "vesamenu.c32", "menu.c32",
-                          "whichsys.c32", "reboot.c32")
+_BIOS = frozenset({Firmware.BIOS})
+MEMTEST = Needed("memtest86+", ("/boot/memtest86+x64.bin", "/boot/memtest86+.bin", "/boot/memtest86+/memtest.bin"),
+                 "memtest/memtest.bin", (("Debian/Ubuntu", "memtest86+"), ("Arch", "memtest86+")), _BIOS,
+                 optional=True)
+PCI_IDS = Needed("pci.ids", ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"), "hdt/pci.ids",
+                 (("Debian/Ubuntu", "pci.ids"), ("Arch", "hwdata")), _BIOS, optional=True)
+MODALIAS = "hdt/modules.alias"
+HDT = "hdt.c32"  # a syslinux BIOS module
 
 
 @dataclass(frozen=True, slots=True)
-class MenuExtras:
-    """Optional tools found in the boot root, which the menu offers when present."""
+class Installed:
+    """The menu tools the boot root offers."""
 
-    memtest: str | None = None  # path relative to the boot root
-    hdt: bool = False
+    memtest: str | None = None  # paths relative to the boot root
+    hdt: str | None = None
     pciids: str | None = None
     modalias: str | None = None
-    efi64: bool = False
 
 
-def _find(src: Source, root: Path) -> Path | None:
+def _find(src: Needed, root: Path) -> Path | None:
     for c in src.candidates:
         p = root / c.lstrip("/")
         if p.exists():
@@ -81,84 +54,48 @@ def _find(src: Source, root: Path) -> Path | None:
     return None
 
 
-def _require(src: Source, root: Path) -> Path:
+def _require(src: Needed, root: Path) -> Path:
     p = _find(src, root)
     if p is None:
-        raise MissingPackage(
-            f"{src.what} not found (looked in {', '.join(src.candidates)})",
-            hint=f"install the {src.debian} package (Debian/Ubuntu) or {src.arch} (Arch)",
-        )
+        raise MissingPackage(f"{src.what} not found (looked in {', '.join(src.candidates)})", hint=src.hint())
     return p
-
-
-def install_file(src: Path, dest: Path) -> bool:
-    """Copy src to dest atomically unless identical; returns whether dest changed."""
-    if dest.is_file() and not dest.is_symlink() and filecmp.cmp(src, dest, shallow=False):
-        return False
-    dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    try:
-        with open(src, "rb") as fi, open(tmp, "xb") as fo:
-            shutil.copyfileobj(fi, fo, 1 << 20)
-            fo.flush()
-            os.fchmod(fo.fileno(), 0o644)
-            os.fsync(fo.fileno())
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return True
 
 
 def _modules(directory: Path, suffixes: Iterable[str]) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in suffixes)
 
 
-def populate(boot_root: Path, *, system_root: Path = Path("/"), efi64: bool = True) -> MenuExtras:
-    """Install the bootloader files into ``boot_root``; returns what optional tools exist."""
+def populate(boot_root: Path, needed: Sequence[Needed], *, system_root: Path = Path("/")) -> Installed:
+    """Install ``needed`` and the tools into ``boot_root``; raises MissingPackage naming the package."""
     boot_root.mkdir(parents=True, exist_ok=True, mode=0o755)
     changed: list[str] = []
 
     def put(src: Path, rel: str) -> None:
-        if install_file(src, boot_root / rel):
+        if atomic_copy(src, boot_root / rel):
             changed.append(rel)
 
-    put(_require(LPXELINUX, system_root), "lpxelinux.0")
-    put(_require(MEMDISK, system_root), "memdisk")
-    bios = _require(BIOS_MODULES, system_root)
-    for m in _modules(bios, (".c32",)):
-        put(m, m.name)
-    for name in REQUIRED_BIOS_MODULES:
-        if not (boot_root / name).exists():
-            raise MissingPackage(f"{name} missing from {bios}", hint=f"reinstall {BIOS_MODULES.debian}")
-    have_efi = False
-    if efi64:
-        put(_require(EFI64, system_root), "efi64/syslinux.efi")
-        mods = _require(EFI64_MODULES, system_root)
-        for m in _modules(mods, (".c32", ".e64")):
-            put(m, f"efi64/{m.name}")
-        missing = [n for n in REQUIRED_EFI64_MODULES if not (boot_root / "efi64" / n).exists()]
+    for n in needed:
+        if n.optional and _find(n, system_root) is None:
+            continue
+        found = _require(n, system_root)
+        if not n.is_dir:
+            put(found, n.dest)
+            continue
+        for m in _modules(found, n.suffixes):
+            put(m, f"{n.dest}{m.name}")
+        missing = [r for r in n.required if not (boot_root / n.dest / r).exists()]
         if missing:
-            raise MissingPackage(f"{', '.join(missing)} missing from {mods}", hint=f"reinstall {EFI64.debian}")
-        have_efi = True
-    memtest = _find(MEMTEST, system_root)
-    if memtest is not None:
-        put(memtest, "memtest/memtest.bin")
-    pci = _find(PCI_IDS, system_root)
-    if pci is not None:
-        put(pci, "hdt/pci.ids")
+            raise MissingPackage(f"{', '.join(missing)} missing from {found}",
+                                 hint=f"reinstall {n.packages[0][1]}")
+    for tool in (MEMTEST, PCI_IDS):
+        if (found_tool := _find(tool, system_root)) is not None:
+            put(found_tool, tool.dest)
     alias = _modalias(system_root)
     if alias is not None:
-        put(alias, "hdt/modules.alias")
+        put(alias, MODALIAS)
     if changed:
         logger.info("boot tree %s: installed %d file(s)", boot_root, len(changed))
-    return MenuExtras(
-        memtest="memtest/memtest.bin" if memtest is not None else None,
-        hdt=(boot_root / "hdt.c32").exists(),
-        pciids="hdt/pci.ids" if pci is not None else None,
-        modalias="hdt/modules.alias" if alias is not None else None,
-        efi64=have_efi,
-    )
+    return scan(boot_root)
 
 
 def _modalias(root: Path) -> Path | None:
@@ -167,13 +104,11 @@ def _modalias(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def extras_of(boot_root: Path) -> MenuExtras:
-    """What an already populated boot root offers (no copying)."""
-    return MenuExtras(
-        memtest="memtest/memtest.bin" if (boot_root / "memtest/memtest.bin").exists() else None,
-        hdt=(boot_root / "hdt.c32").exists(),
-        pciids="hdt/pci.ids" if (boot_root / "hdt/pci.ids").exists() else None,
-        modalias="hdt/modules.alias" if (boot_root / "hdt/modules.alias").exists() else None,
-        efi64=(boot_root / "efi64/syslinux.efi").exists(),
-    )
+def scan(boot_root: Path) -> Installed:
+    """What an already populated boot root offers (a few stats, no copying)."""
 
+    def have(rel: str) -> str | None:
+        return rel if (boot_root / rel).exists() else None
+
+    return Installed(memtest=have(MEMTEST.dest), hdt=have(HDT), pciids=have(PCI_IDS.dest),
+                     modalias=have(MODALIAS))

@@ -23,13 +23,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pxed import loaders, rules
 from pxed.errors import ConfigError
 from pxed.model import BootEntry, Firmware
 
 DEFAULT_CONFIG_PATH = Path("/etc/pxed/pxed.conf")
 CONFIG_ENV = "PXED_CONFIG"
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}\Z")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}$")
 _BOOT_FILE_RE = re.compile(r"^[A-Za-z0-9._+@/-]{1,127}$")
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -62,6 +62,7 @@ class Config:
     http_port: int = 80
     http_backend: HttpBackend = HttpBackend.AUTO
     tftp_block_size: int | None = None
+    loaders: Mapping[Firmware, str] = field(default_factory=lambda: loaders.DEFAULT_LOADERS)
     boot_files: Mapping[Firmware, str] = field(
         default_factory=lambda: MappingProxyType(dict(DEFAULT_BOOT_FILES))
     )
@@ -100,12 +101,7 @@ class Config:
 
 
 DEFAULT_BOOT_FILES: Mapping[Firmware, str] = MappingProxyType(
-    {
-        Firmware.BIOS: "lpxelinux.0",
-        Firmware.EFI64: "efi64/syslinux.efi",
-        Firmware.HTTP64: "efi64/syslinux.efi",
-    }
-)
+    {fw: loaders.get(name).boot_file(fw) for fw, name in loaders.DEFAULT_LOADERS.items()})
 
 
 # --------------------------------------------------------------------------- parsers
@@ -163,11 +159,9 @@ def parse_boot_file(value: str) -> str:
     return value
 
 
-def parse_title(value: str) -> str:
-    if _CTRL_RE.search(value) or "{{" in value or "{%" in value:
-        raise ValueError("a title must be one line of printable text")
-    if not value.strip() or len(value) > 60:
-        raise ValueError("a title must have 1 to 60 characters")
+def parse_loader(value: str) -> str:
+    if value not in loaders.LOADERS:
+        raise ValueError(f"unknown boot loader; known: {', '.join(sorted(loaders.LOADERS))}")
     return value
 
 
@@ -175,12 +169,6 @@ def parse_word_list(value: str) -> tuple[str, ...]:
     return tuple(value.split())
 
 
-def parse_cmdline(value: str) -> str:
-    if _CTRL_RE.search(value):
-        raise ValueError("a kernel command line must not contain control characters")
-    if len(value.encode()) > 2000:
-        raise ValueError("a kernel command line must be shorter than 2000 bytes")
-    return value
 
 
 def parse_serial(value: str) -> str:
@@ -190,6 +178,14 @@ def parse_serial(value: str) -> str:
 
 
 # --------------------------------------------------------------------------- the table
+
+
+def _loader_help(fw: Firmware, what: str) -> str:
+    able = sorted(name for name, loader in loaders.LOADERS.items() if fw in loader.firmware)
+    if not able:
+        return f"Boot loader for {what} clients: none supports them yet; set {fw.name}= to a boot file yourself."
+    return (f"Boot loader for {what} clients ({', '.join(able)}): the boot file and the menus. "
+            f"Default: {loaders.DEFAULT_LOADERS.get(fw, 'none')}.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,9 +224,13 @@ SETTINGS: tuple[Setting, ...] = (
             "File for x86-64 UEFI HTTP Boot (arch 16), served over HTTP."),
     Setting("Boot", "HTTPARM64", "boot_files.httparm64", parse_boot_file,
             "File for arm64 UEFI HTTP Boot (arch 19), served over HTTP."),
+    *(Setting("Boot", f"{fw.name}Loader", f"loaders.{fw.value}", parse_loader, _loader_help(fw, what))
+      for fw, what in ((Firmware.BIOS, "BIOS"), (Firmware.EFI32, "ia32 UEFI"), (Firmware.EFI64, "x86-64 UEFI"),
+                       (Firmware.ARM64, "arm64 UEFI"), (Firmware.HTTP32, "ia32 UEFI HTTP Boot"),
+                       (Firmware.HTTP64, "x86-64 UEFI HTTP Boot"), (Firmware.HTTPARM64, "arm64 UEFI HTTP Boot"))),
     Setting("Boot", "IPXE", "ipxe_boot_file", parse_boot_file,
             "Boot file for clients already running iPXE; default: the one for their arch."),
-    Setting("Menu", "Title", "menu.title", parse_title, "Title shown above the menu."),
+    Setting("Menu", "Title", "menu.title", rules.check_title, "Title shown above the menu."),
     Setting("Menu", "Timeout", "menu.timeout", _int_parser(0, 36000),
             "Tenths of a second before the default entry boots (0 waits for ever)."),
     Setting("Menu", "Serial", "menu.serial", parse_serial,
@@ -250,8 +250,8 @@ _BY_KEY: dict[tuple[str, str], Setting] = {(s.section, s.key): s for s in SETTIN
 
 
 def _parse_id(value: str) -> str:
-    if not ID_RE.match(value):
-        raise ValueError("an id is 1 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+    if not rules.ID_RE.match(value):
+        raise ValueError(f"an id is {rules.ID_HINT}")
     return value
 
 
@@ -319,6 +319,7 @@ def load_config(path: Path | None = None) -> Config:
 
 def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = ()) -> Config:
     values: dict[str, Any] = {}
+    where: dict[str, IniLine] = {}
     entries: dict[str, dict[str, Any]] = {}
     entry_where: dict[str, IniLine] = {}
     for ln in lines:
@@ -342,26 +343,39 @@ def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = ()) -> Co
             continue
         try:
             values[setting.dest] = setting.parse(ln.value)
+            where[setting.dest] = ln
         except ValueError as e:
             raise ConfigError(str(e), path=ln.path, line=ln.line, key=ln.key) from None
 
-    boot_files = dict(DEFAULT_BOOT_FILES)
+    chosen = dict(loaders.DEFAULT_LOADERS)
+    files: dict[Firmware, str] = {}
     menu_kw: dict[str, Any] = {}
     top: dict[str, Any] = {}
     for dest, v in values.items():
         head, _, tail = dest.partition(".")
         if head == "boot_files":
-            boot_files[Firmware(tail)] = v
+            files[Firmware(tail)] = v
+        elif head == "loaders":
+            chosen[Firmware(tail)] = v
         elif head == "menu":
             menu_kw[tail] = v
         else:
             top[head] = v
+    boot_files: dict[Firmware, str] = {}
+    for fw in Firmware:  # a boot file named in [Boot], else the loader's own
+        if fw in chosen and fw not in loaders.get(chosen[fw]).firmware:
+            ln = where[f"loaders.{fw.value}"]
+            raise ConfigError(f"boot loader {chosen[fw]} cannot boot {fw} clients", path=ln.path, line=ln.line,
+                              key=ln.key, hint="choose another loader, or leave the key empty for the default")
+        if fw in files:
+            boot_files[fw] = files[fw]
+        elif fw in chosen:
+            boot_files[fw] = loaders.get(chosen[fw]).boot_file(fw)
     built = [_make_entry(eid, kw, entry_where[eid]) for eid, kw in entries.items()]
     menu = MenuConfig(**menu_kw)
-    if menu.default is not None and menu.default not in entries and values.get("image_memdisk") is None:
-        pass  # the default may name an imported image; checked when menus are rendered
     return Config(
         **top,
+        loaders=MappingProxyType(chosen),
         boot_files=MappingProxyType(boot_files),
         menu=menu,
         entries=tuple(built),
@@ -372,7 +386,7 @@ def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = ()) -> Co
 def _entry_line(ln: IniLine, entries: dict[str, dict[str, Any]], where: dict[str, IniLine]) -> None:
     eid = ln.section[len("Entry"):].strip()
     try:
-        _parse_id(eid)
+        rules.check_entry_id(eid)
     except ValueError as e:
         raise ConfigError(f"[{ln.section}]: {e}", path=ln.path, line=ln.line) from None
     if ln.key not in ENTRY_KEYS:
@@ -382,7 +396,7 @@ def _entry_line(ln: IniLine, entries: dict[str, dict[str, Any]], where: dict[str
     where.setdefault(eid, ln)
     try:
         if ln.key == "Title":
-            kw["title"] = parse_title(ln.value)
+            kw["title"] = rules.check_title(ln.value)
         elif ln.key == "Kernel":
             kw["kernel"] = parse_boot_file(ln.value)
         elif ln.key == "Initrd":
@@ -393,7 +407,7 @@ def _entry_line(ln: IniLine, entries: dict[str, dict[str, Any]], where: dict[str
                     parse_boot_file(p) for p in ln.value.replace(",", " ").split()
                 )
         elif ln.key == "Append":
-            kw["append"] = parse_cmdline(ln.value)
+            kw["append"] = rules.check_cmdline(ln.value)
         elif ln.key == "SysAppend":
             kw["sysappend"] = _int_parser(0, 0xFFFF)(ln.value)
         elif ln.key == "Type":

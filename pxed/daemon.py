@@ -1,8 +1,10 @@
 """pxed's composition root: the only module that wires every part together.
 
-config → boot tree → catalog recovery → sockets (socket activation, or bound by
-hand) → protocol engine → netlink monitor → menus → D-Bus → sd_notify READY.
-SIGHUP reloads (configuration, policy, menus), SIGTERM/SIGINT stop.
+config → application (:func:`build_service`: boot tree, catalog recovery) → sockets
+(socket activation, or bound by hand) → protocol engine → netlink monitor → menus →
+D-Bus → sd_notify READY.  SIGHUP reloads (configuration, policy, menus), SIGTERM/SIGINT
+stop.  The daemon follows the application through its events (reload → boot policy and
+sd_notify); the D-Bus adapter subscribes to the same events.
 """
 
 from __future__ import annotations
@@ -24,16 +26,22 @@ from typing import TYPE_CHECKING
 
 from pxed import __version__
 from pxed.config import Config, default_config_path, load_config
-from pxed.dhcp.proxy import Answered, BootPolicy, Decision, Listener, Peer, ProxyEngine
+from pxed.dhcp.proxy import Answered, Decision, Listener, Peer, ProxyEngine
 from pxed.errors import EX_CONFIG, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, PxedError, SocketError
 from pxed.io import udp
 from pxed.io.netlink import InterfaceMonitor, first_look
 from pxed.io.systemd import Notifier, Watchdog, listen_fds
 from pxed.log import InfoLine, setup_logging
 from pxed.model import InterfaceInfo, PxeStage
+from pxed.policy import boot_policy
 
 if TYPE_CHECKING:
-    from pxed.dbus.server import DBusServer, RuntimeStatus
+    from collections.abc import Callable
+
+    from pxed.dbus.polkit import Authorizer
+    from pxed.dbus.server import DBusServer
+    from pxed.service import RuntimeStatus, Service
+    from pxed.service.events import Event
 
 logger = logging.getLogger("pxed.daemon")
 
@@ -64,10 +72,27 @@ class Sockets:
         return got
 
 
+def build_service(config: Config, config_path: Path | None, *,
+                  server_address: Callable[[], ipaddress.IPv4Address | None],
+                  runtime: Callable[[], RuntimeStatus] | None = None) -> Service:
+    """The application as pxed runs it: the one factory, for the daemon and for the tests."""
+    from pxed.service import Service
+
+    return Service(config, server_address=server_address, runtime=runtime, config_path=config_path)
+
+
+async def serve_on_bus(service: Service, bus_address: str | None = None,
+                       authorizer: Authorizer | None = None) -> DBusServer:
+    """The D-Bus adapter of ``service``, exported and owning org.pxed.Pxed1 (raises ToolError)."""
+    from pxed.dbus.server import DBusServer
+
+    server = DBusServer(service, authorizer=authorizer)
+    await server.start(bus_address)
+    return server
+
+
 class Daemon:
     def __init__(self, config: Config, config_path: Path) -> None:
-        from pxed.service import Service
-
         assert config.interface is not None
         self.config = config
         self.config_path = config_path
@@ -77,14 +102,15 @@ class Daemon:
         # (snapshot, its address), replaced as one
         self._address_of: tuple[InterfaceInfo | None, ipaddress.IPv4Address | None] = (None, None)
         self.notifier = Notifier()
-        self.engine = ProxyEngine(BootPolicy.from_config(config))
-        self.service = Service(config, server_address=self.server_address)
+        self.engine = ProxyEngine(boot_policy(config))
+        self.service = build_service(config, config_path, server_address=self.server_address, runtime=self.runtime)
+        self.service.events.subscribe(self._on_event)
+        self._state_before_reload = self.state
         self.dbus: DBusServer | None = None
         self._dbus_task: asyncio.Task[None] | None = None
         self.sockets: Sockets | None = None
         self.monitor: InterfaceMonitor | None = None
         self._stop = asyncio.Event()
-        self._reload_lock = asyncio.Lock()
         self._peer_text: list[tuple[Peer | None, str]] = [(None, ""), (None, "")]  # [port 67, port 4011]
         self._exchange_lines: dict[tuple[object, ...], InfoLine] = {}
 
@@ -105,7 +131,7 @@ class Daemon:
         return f"Serving {self.interface_name} ({addr}); {self.engine.answered} clients answered"
 
     def runtime(self) -> RuntimeStatus:
-        from pxed.dbus.server import RuntimeStatus
+        from pxed.service import RuntimeStatus
 
         addr = self.server_address()
         return RuntimeStatus(interface=self.interface_name, address=str(addr) if addr else None,
@@ -114,8 +140,7 @@ class Daemon:
     def _set_state(self, state: str) -> None:
         self.state = state
         self.notifier.status(self.status_line())
-        if self.dbus is not None:
-            self.dbus.runtime_changed()
+        self.service.runtime_changed()
 
     # ------------------------------------------------------------------ packets
     def on_datagram(self, data: bytes, peer: Peer) -> None:
@@ -142,8 +167,7 @@ class Daemon:
                 line = self._exchange_line(key, ev, peer.listener)
             # one journal line per answered exchange
             line.info((ev.mac, ev.uuid or "", self._address_text(peer)))
-            if self.dbus is not None:
-                self.dbus.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
+            self.service.client_seen(ev.mac, ev.arch, str(ev.stage), ev.boot_file)
         else:
             level = logging.INFO if ev.notable else logging.DEBUG
             if logger.isEnabledFor(level):
@@ -192,52 +216,32 @@ class Daemon:
             self._set_state(self.state)
 
     def _render_menus(self) -> None:
-        if self.server_address() is None:
-            return
-        try:
-            self.service.render_menus()
-        except PxedError as e:
-            logger.error("cannot write menus: %s", e)
-            return
-        except Exception:
-            logger.exception("cannot write menus")
-            return
-        if self.dbus is not None:
-            self.dbus.menus_reloaded()
+        if self.server_address() is not None:
+            self.service.address_changed()
 
     # ------------------------------------------------------------------ reload
     async def reload(self) -> None:
-        async with self._reload_lock:
+        """Reload pxed.conf (SIGHUP); the events below do the daemon's part, as for D-Bus Reload."""
+        await self.service.reload_config()
+
+    def _on_event(self, event: Event) -> None:
+        from pxed.service import events as ev
+
+        if isinstance(event, ev.Reloading):
             self.notifier.reloading()
-            prev = self.state
-            self.state = State.RELOADING
-            try:
-                config = await asyncio.to_thread(load_config, self.config_path)
-            except ConfigError as e:
-                logger.error("reload failed, keeping the running configuration: %s", e)
-                self.state = prev
-                self.notifier.ready(self.status_line())
-                raise
+            self._state_before_reload, self.state = self.state, State.RELOADING
+        elif isinstance(event, ev.Reloaded):
+            config = event.config
             if config.interface != self.interface_name:
                 logger.warning("Interface= changed to %s; restart pxed.socket to serve it "
                                "(systemctl daemon-reload && systemctl restart pxed.socket)", config.interface)
             self.config = config
-            self.engine.policy = BootPolicy.from_config(config)
-            await asyncio.to_thread(self._populate)
-            await asyncio.to_thread(self.service.reload, config)
-            if self.dbus is not None:
-                self.dbus.menus_reloaded()
-            self.state = prev
-            logger.info("configuration reloaded from %s", ", ".join(map(str, config.sources)) or "defaults")
+            self.engine.policy = boot_policy(config)
+            self.state = self._state_before_reload
             self.notifier.ready(self.status_line())
-
-    def _populate(self) -> None:
-        from pxed.boottree import populate
-
-        try:
-            populate(self.config.boot_root)
-        except PxedError as e:
-            logger.error("boot tree incomplete: %s", e)
+        elif isinstance(event, ev.ReloadFailed):
+            self.state = self._state_before_reload
+            self.notifier.ready(self.status_line())
 
     # ------------------------------------------------------------------ setup
     def open_sockets(self) -> Sockets:
@@ -287,12 +291,8 @@ class Daemon:
         # Yield once first: datagrams queued before we started (the one that socket-activated
         # us) are answered in this loop iteration, before ~20 ms of dbus_fast import and connect.
         await asyncio.sleep(0)
-        from pxed.dbus.server import DBusServer
-        from pxed.tracker import ClientTracker
-
-        server = DBusServer(self.service, runtime=self.runtime, tracker=ClientTracker(), reload=self.reload)
         try:
-            await server.start()
+            server = await serve_on_bus(self.service)
         except PxedError as e:
             logger.warning("D-Bus API unavailable, pxectl cannot reach this daemon: %s", e)
             return
@@ -312,7 +312,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
 
         self.notifier.status("Preparing boot tree and catalog")
-        await asyncio.to_thread(self._populate)
+        await asyncio.to_thread(self.service.install_boot_files)
         report = await asyncio.to_thread(self.service.recover)
         for name in getattr(report, "failed_imports", ()):
             logger.warning("import of %s was interrupted; marked failed", name, extra={"IMAGE_ID": name})
@@ -356,6 +356,8 @@ class Daemon:
         await self.monitor.stop()
         if self._dbus_task is not None:
             self._dbus_task.cancel()
+        with contextlib.suppress(Exception):
+            await self.service.stop()
         if self.dbus is not None:
             with contextlib.suppress(Exception):
                 await self.dbus.stop()

@@ -66,6 +66,16 @@ _ARCH_TO_FIRMWARE: dict[int, Firmware] = {
 }
 
 
+class JobState(enum.StrEnum):
+    """Where an image import job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
 class PxeStage(enum.StrEnum):
     """Which exchange of a boot a log line or ClientSeen signal describes."""
 
@@ -109,3 +119,40 @@ class BootEntry:
     append: str = ""
     sysappend: int | None = None
     kind: str = "linux"  # "linux" or "memdisk"
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    """One entry of the menu's tail (local disk, memtest86+, HDT, reboot, power off).
+
+    ``firmware`` is where its payload runs (memtest86+'s ``memtest.bin`` and HDT are BIOS
+    programs); a loader may offer it on fewer (syslinux cannot power a UEFI machine off).
+    ``path`` is the program in the boot root, ``args`` its named arguments, both optional.
+    """
+
+    id: str
+    title: str
+    firmware: frozenset[Firmware]
+    path: str | None = None
+    args: tuple[tuple[str, str], ...] = ()
+
+
+ALL_FIRMWARE: frozenset[Firmware] = frozenset(Firmware)
+
+
+@dataclass(frozen=True, slots=True)
+class Menu:
+    """The one menu model every boot loader renders: entries, then the tools.
+
+    ``host`` is the server as URLs name it ("ip" or "ip:port"); ``default`` the configured
+    [Menu] Default= (an entry id), which a firmware whose menu lacks it replaces by its first.
+    """
+
+    title: str
+    timeout: int  # tenths of a second
+    serial: str  # "port speed", "" for none
+    splash: str | None
+    default: str | None
+    entries: tuple[BootEntry, ...]
+    tools: tuple[Tool, ...]
+    host: str

@@ -23,6 +23,7 @@ import jinja2
 
 from pxed.config import Config, HttpBackend
 from pxed.errors import MissingPackage
+from pxed.fsutil import atomic_write
 
 _UNITWORD = re.compile(r"[A-Za-z0-9._/:@+-]+\Z")
 SYMLINK = "symlink:"  # values starting with this are symlink targets, not file text
@@ -111,6 +112,4 @@ def write_units(output_dir: Path, files: Mapping[str, str]) -> None:
                 dest.unlink()
             dest.symlink_to(text[len(SYMLINK):])
             continue
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(dest)
+        atomic_write(dest, text.encode())

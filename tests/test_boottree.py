@@ -7,8 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from pxed.boottree import REQUIRED_BIOS_MODULES, REQUIRED_EFI64_MODULES, extras_of, populate
+from pxed import loaders
+from pxed.boottree import Installed, scan
+from pxed.boottree import populate as populate_needed
 from pxed.errors import MissingPackage
+from pxed.loaders.syslinux import REQUIRED_BIOS_MODULES, REQUIRED_EFI64_MODULES
+
+NEEDED = loaders.needed(loaders.DEFAULT_LOADERS)
+
+
+def populate(boot: Path, system_root: Path = Path("/")) -> Installed:
+    return populate_needed(boot, NEEDED, system_root=system_root)
 
 
 def fake_root(root: Path, layout: str) -> Path:
@@ -45,8 +54,8 @@ def test_populate_from_distro_layouts(tmp_path: Path, layout: str) -> None:
                  "efi64/syslinux.efi", "efi64/ldlinux.e64", "efi64/menu.c32"):
         assert (boot / name).is_file(), name
     assert oct((boot / "lpxelinux.0").stat().st_mode & 0o777) == "0o644"
-    assert extras == extras_of(boot)
-    assert (extras.memtest is not None) == (layout == "debian") and extras.efi64
+    assert extras == scan(boot)
+    assert (extras.memtest is not None) == (layout == "debian") and (boot / "efi64/ldlinux.e64").is_file()
     assert (extras.modalias == "hdt/modules.alias") == (layout == "debian")
 
 
@@ -79,4 +88,4 @@ def test_real_system_tree(tmp_path: Path) -> None:
 
     need(Path("/usr/lib/PXELINUX/lpxelinux.0").exists(), "pxelinux is not installed (make deps)")
     extras = populate(tmp_path)
-    assert extras.efi64 and extras.hdt and (tmp_path / "hdt.c32").exists() and (tmp_path / "memdisk").exists()
+    assert extras.hdt and (tmp_path / "hdt.c32").exists() and (tmp_path / "memdisk").exists()

@@ -40,7 +40,7 @@ def test_make_install_into_destdir(tmp_path: Path) -> None:
     assert os.readlink(dest / gendir.lstrip("/") / "pxed-generator") == "/usr/bin/pxed-generator"
     assert (dest / "usr/bin/pxed").is_file() and (dest / "usr/bin/pxed-generator").is_file()
     site = next(dest.glob("usr/lib/python3*/*-packages"))
-    assert (site / "pxed/templates/menu/pxe.cfg.j2").is_file() and (site / "pxed/templates/units/lighttpd.conf.j2")
+    assert (site / "pxed/templates/syslinux/pxe.cfg.j2").is_file() and (site / "pxed/templates/units/lighttpd.conf.j2")
     assert (dest / "usr/lib/sysusers.d/pxed.conf").read_text().count("\nu ") >= 2
     assert (dest / "etc/pxed/pxed.conf").is_file() and (dest / "etc/pxed/pxed.conf.d").is_dir()
     # an admin's edited configuration survives a reinstall

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pxed.boottree import MenuExtras
+from pxed.boottree import Installed
 from pxed.config import load_config
 from pxed.errors import InvalidArgument
-from pxed.menu import render_menus, write_menus
+from pxed.menus import render_menus, write_menus
 from pxed.model import BootEntry
+from pxed.rules import RESERVED_IDS
 
 GOLDEN = Path(__file__).parent / "data" / "menu"
 SERVER = ipaddress.IPv4Address("10.77.0.1")
-EXTRAS = MenuExtras(memtest="memtest/memtest.bin", hdt=True, pciids="hdt/pci.ids", modalias="hdt/modules.alias",
-                    efi64=True)
+EXTRAS = Installed(memtest="memtest/memtest.bin", hdt="hdt.c32", pciids="hdt/pci.ids", modalias="hdt/modules.alias")
 SEED_CONF = """\
 [Network]
 Interface=eno1
@@ -49,7 +49,7 @@ def seed(tmp_path: Path) -> dict[str, str]:
     conf = tmp_path / "pxed.conf"
     conf.write_text(SEED_CONF)
     c = load_config(conf)
-    return render_menus(c, c.entries, SERVER, extras=EXTRAS, template_dir=None)
+    return render_menus(c, c.entries, SERVER, installed=EXTRAS, template_dir=None)
 
 
 def test_seed_like_menus_match_golden_files(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def parse_syslinux(text: str) -> tuple[list[str], set[str]]:
 def test_hostile_titles_are_refused(title: str) -> None:
     c = load_config(Path("/nonexistent"))
     with pytest.raises(InvalidArgument):
-        render_menus(c, [BootEntry(id="x", title=title, kernel="k")], SERVER, extras=EXTRAS, template_dir=None)
+        render_menus(c, [BootEntry(id="x", title=title, kernel="k")], SERVER, installed=EXTRAS, template_dir=None)
 
 
 @pytest.mark.parametrize("entry", [
@@ -100,14 +100,14 @@ def test_hostile_titles_are_refused(title: str) -> None:
 def test_hostile_entries_are_refused(entry: BootEntry) -> None:
     c = load_config(Path("/nonexistent"))
     with pytest.raises(InvalidArgument):
-        render_menus(c, [entry], SERVER, extras=EXTRAS, template_dir=None)
+        render_menus(c, [entry], SERVER, installed=EXTRAS, template_dir=None)
 
 
 def test_duplicate_ids_refused() -> None:
     c = load_config(Path("/nonexistent"))
     e = BootEntry(id="x", title="t", kernel="k")
     with pytest.raises(InvalidArgument, match="duplicate"):
-        render_menus(c, [e, e], SERVER, extras=EXTRAS, template_dir=None)
+        render_menus(c, [e, e], SERVER, installed=EXTRAS, template_dir=None)
 
 
 @settings(max_examples=300, deadline=None)
@@ -116,9 +116,9 @@ def test_duplicate_ids_refused() -> None:
 def test_any_title_either_refused_or_adds_no_directive(items: list[tuple[str, str]]) -> None:
     c = load_config(Path("/nonexistent"))
     entries = [BootEntry(id=i, title=t, kernel="k/linux") for i, t in items
-               if i not in ("local", "memtest", "hdt", "reboot", "poweroff", "select", "pxe", "sys")]
+               if i not in RESERVED_IDS]
     try:
-        files = render_menus(c, entries, SERVER, extras=EXTRAS, template_dir=None)
+        files = render_menus(c, entries, SERVER, installed=EXTRAS, template_dir=None)
     except InvalidArgument:
         return
     labels, directives = parse_syslinux(files["pxelinux.cfg/pxe.cfg"])
@@ -127,14 +127,14 @@ def test_any_title_either_refused_or_adds_no_directive(items: list[tuple[str, st
 
 
 def test_admin_template_override(tmp_path: Path) -> None:
-    (tmp_path / "menu").mkdir()
-    (tmp_path / "menu/sys.cfg.j2").write_text("# site policy\nDEFAULT local\nLABEL local\nLOCALBOOT 0\n")
+    (tmp_path / "syslinux").mkdir()
+    (tmp_path / "syslinux/sys.cfg.j2").write_text("# site policy\nDEFAULT local\nLABEL local\nLOCALBOOT 0\n")
     c = load_config(Path("/nonexistent"))
-    files = render_menus(c, [], SERVER, extras=EXTRAS, template_dir=tmp_path)
+    files = render_menus(c, [], SERVER, installed=EXTRAS, template_dir=tmp_path)
     assert files["pxelinux.cfg/sys.cfg"].startswith("# site policy")
-    (tmp_path / "menu/sys.cfg.j2").write_text("{{ ''.__class__.__mro__ }}")  # sandboxed
+    (tmp_path / "syslinux/sys.cfg.j2").write_text("{{ ''.__class__.__mro__ }}")  # sandboxed
     with pytest.raises(Exception, match="unsafe|access"):
-        render_menus(c, [], SERVER, extras=EXTRAS, template_dir=tmp_path)
+        render_menus(c, [], SERVER, installed=EXTRAS, template_dir=tmp_path)
 
 
 def test_write_menus_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def test_deb_python_package_runs_from_debian_path_layout(deb: Deb, tmp_path: Pat
     r = subprocess.run([python, "-c", "import importlib, importlib.resources, pkgutil, pxed\n"
                         "for m in pkgutil.walk_packages(pxed.__path__, 'pxed.'): importlib.import_module(m.name)\n"
                         "print(pxed.__file__)\n"
-                        "print((importlib.resources.files('pxed') / 'templates/menu/pxe.cfg.j2').is_file())"],
+                        "print((importlib.resources.files('pxed') / 'templates/syslinux/pxe.cfg.j2').is_file())"],
                        cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(site / "pxed/__init__.py"), "True"]

@@ -1,8 +1,8 @@
-"""The exported D-Bus objects: org.pxed.Pxed1.Manager and org.pxed.Pxed1.Job.
+"""D-Bus plumbing for the exported objects (:mod:`pxed.dbus.server`): decorators and value conversion.
 
-Thin: each method converts D-Bus values, asks the :class:`Controller` (the server) to
-act, and converts the result back.  Every exported method goes through
-:func:`exported`, the one place where errors become D-Bus errors: a
+Every exported method goes through :func:`exported`, the one place where a call is
+authorized (polkit, before anything else happens; a denied call's file descriptors are
+closed) and where errors become D-Bus errors: a
 :class:`~pxed.errors.PxedError` becomes ``org.pxed.Pxed1.Error.<dbus_name>`` with its
 message, anything else is logged and becomes ``org.pxed.Pxed1.Error.Internal``
 ("internal error"), so no traceback ever reaches a caller (dbus-fast 1.84 would send
@@ -15,20 +15,22 @@ types for mypy and ruff, and the code runs on dbus-fast 1.84 and 5.x alike.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import enum
 import functools
 import inspect
 import logging
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar, cast
 
 from dbus_fast import DBusError, Message, MessageFlag, PropertyAccess, Variant
-from dbus_fast.service import ServiceInterface, dbus_property, method, signal
+from dbus_fast.service import dbus_property, method, signal
 
-from pxed.dbus.names import INTERNAL_ERROR, JOB_INTERFACE, MANAGER_INTERFACE, JobState, error_name
+from pxed.dbus.names import INTERNAL_ERROR, Action, error_name
 from pxed.errors import InvalidArgument, PxedError
 
 logger = logging.getLogger(__name__)
@@ -81,13 +83,34 @@ def to_dbus_error(err: BaseException, member: str) -> DBusError:
     return DBusError(INTERNAL_ERROR, "internal error")
 
 
-def exported(member: str, /, *, returns: str = "", **args: str) -> Callable[[F], F]:
-    """Export an ``async def`` as D-Bus method ``member`` with per-argument signatures."""
+class Authorizing(Protocol):
+    """An exported object whose changing methods are authorized per call."""
+
+    async def authorize(self, caller: Caller, action: Action) -> None: ...
+
+
+def exported(member: str, /, *, returns: str = "", action: Action | None = None, **args: str) -> Callable[[F], F]:
+    """Export an ``async def`` as D-Bus method ``member`` with per-argument signatures.
+
+    With ``action`` the caller is authorized first (``self.authorize``); when that fails,
+    the call's file descriptors (arguments of type "h") are closed and nothing else runs.
+    """
 
     def decorate(fn: F) -> F:
+        order = list(inspect.signature(fn).parameters)[1:]
+        fd_positions = [order.index(name) for name, sig in args.items() if sig == "h"]
+
         @functools.wraps(fn)
         async def wrapper(self: Any, *a: Any) -> Any:
             try:
+                if action is not None:
+                    try:
+                        await cast(Authorizing, self).authorize(current_caller(), action)
+                    except BaseException:
+                        for i in fd_positions:
+                            with contextlib.suppress(OSError):
+                                os.close(a[i])
+                        raise
                 return await fn(self, *a)
             except Exception as e:  # the boundary: nothing but DBusError leaves
                 raise to_dbus_error(e, member) from None
@@ -168,17 +191,6 @@ def to_vardict(d: Mapping[str, Any]) -> dict[str, Variant]:
     return {str(k): variant(v) for k, v in d.items() if v is not None}
 
 
-def unvariant(value: Any) -> Any:
-    """Variant trees → plain Python values (for options received from callers)."""
-    if isinstance(value, Variant):
-        return unvariant(value.value)
-    if isinstance(value, dict):
-        return {k: unvariant(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [unvariant(v) for v in value]
-    return value
-
-
 def option(options: Mapping[str, Variant], key: str, sig: str) -> Any:
     """One typed entry of an a{sv} options argument, or None when absent."""
     v = options.get(key)
@@ -188,174 +200,3 @@ def option(options: Mapping[str, Variant], key: str, sig: str) -> Any:
         got = v.signature if isinstance(v, Variant) else type(v).__name__
         raise InvalidArgument(f"option {key!r} must have type {sig!r}, got {got!r}")
     return v.value
-
-
-# --------------------------------------------------------------------------- the controller
-
-
-class Controller(Protocol):
-    """What the exported objects ask of the server (implemented by :class:`pxed.dbus.server.DBusServer`)."""
-
-    def prop_interface(self) -> str: ...
-    def prop_address(self) -> str: ...
-    def prop_state(self) -> str: ...
-    def prop_image_count(self) -> int: ...
-    async def add_image(self, caller: Caller, fd: int, name: str, options: dict[str, Variant]) -> str: ...
-    async def remove_image(self, caller: Caller, name: str) -> None: ...
-    async def reload(self, caller: Caller) -> None: ...
-    async def cancel_job(self, caller: Caller, job: JobObject) -> None: ...
-    def list_images(self) -> list[dict[str, Variant]]: ...
-    def get_image(self, name: str) -> dict[str, Variant]: ...
-    def status(self) -> dict[str, Variant]: ...
-    def list_clients(self) -> list[dict[str, Variant]]: ...
-    def list_jobs(self) -> list[dict[str, Variant]]: ...
-
-
-class ManagerObject(ServiceInterface):
-    """org.pxed.Pxed1.Manager at /org/pxed/Pxed1."""
-
-    def __init__(self, controller: Controller) -> None:
-        super().__init__(MANAGER_INTERFACE)
-        self._c = controller
-
-    # ---------------------------------------------------------------- changing methods (polkit)
-    @exported("AddImage", fd="h", name="s", options="a{sv}", returns="o")
-    async def add_image(self, fd: int, name: str, options: dict[str, Variant]) -> str:
-        return await self._c.add_image(current_caller(), fd, name, options)
-
-    @exported("RemoveImage", name="s")
-    async def remove_image(self, name: str) -> None:
-        await self._c.remove_image(current_caller(), name)
-
-    @exported("Reload")
-    async def reload(self) -> None:
-        await self._c.reload(current_caller())
-
-    # ---------------------------------------------------------------- reads (snapshots)
-    @exported("ListImages", returns="aa{sv}")
-    async def list_images(self) -> list[dict[str, Variant]]:
-        return self._c.list_images()
-
-    @exported("GetImage", name="s", returns="a{sv}")
-    async def get_image(self, name: str) -> dict[str, Variant]:
-        return self._c.get_image(name)
-
-    @exported("GetStatus", returns="a{sv}")
-    async def get_status(self) -> dict[str, Variant]:
-        return self._c.status()
-
-    @exported("ListClients", returns="aa{sv}")
-    async def list_clients(self) -> list[dict[str, Variant]]:
-        return self._c.list_clients()
-
-    @exported("ListJobs", returns="aa{sv}")
-    async def list_jobs(self) -> list[dict[str, Variant]]:
-        return self._c.list_jobs()
-
-    # ---------------------------------------------------------------- properties
-    @exported_property("Interface", "s")
-    def interface(self) -> str:
-        return self._c.prop_interface()
-
-    @exported_property("Address", "s")
-    def address(self) -> str:
-        return self._c.prop_address()
-
-    @exported_property("Version", "s")
-    def version(self) -> str:
-        from pxed import __version__
-
-        return __version__
-
-    @exported_property("State", "s")
-    def state(self) -> str:
-        return self._c.prop_state()
-
-    @exported_property("ImageCount", "u")
-    def image_count(self) -> int:
-        return self._c.prop_image_count()
-
-    # ---------------------------------------------------------------- signals
-    @exported_signal("ImageAdded", "ss")
-    def image_added(self, name: str, title: str) -> list[str]:
-        return [name, title]
-
-    @exported_signal("ImageRemoved", "s")
-    def image_removed(self, name: str) -> str:
-        return name
-
-    @exported_signal("MenusReloaded")
-    def menus_reloaded(self) -> None:
-        return None
-
-    @exported_signal("ClientSeen", "sqss")
-    def client_seen(self, mac: str, arch: int, stage: str, boot_file: str) -> list[Any]:
-        return [mac, arch, stage, boot_file]
-
-    @exported_signal("JobNew", "uo")
-    def job_new(self, job_id: int, path: str) -> list[Any]:
-        return [job_id, path]
-
-    @exported_signal("JobRemoved", "uossss")
-    def job_removed(self, job_id: int, path: str, result: str, name: str, error: str, message: str) -> list[Any]:
-        return [job_id, path, result, name, error, message]
-
-
-class JobObject(ServiceInterface):
-    """org.pxed.Pxed1.Job at /org/pxed/Pxed1/job/N: one import, exported while it is queued or running."""
-
-    def __init__(self, controller: Controller, job_id: int, path: str, name: str, total: int, owner: str) -> None:
-        super().__init__(JOB_INTERFACE)
-        self._c = controller
-        self.job_id = job_id
-        self.path = path
-        self.image_name = name  # not .name: ServiceInterface keeps its interface name there
-        self.owner = owner
-        self.job_state = JobState.QUEUED
-        self.done = 0
-        self.total = total
-        self.detection: dict[str, Variant] = {}
-
-    def update(self, **changes: Any) -> None:
-        """Change fields and tell watchers (PropertiesChanged)."""
-        props: dict[str, Any] = {}
-        for key, value in changes.items():
-            if getattr(self, key) == value:
-                continue
-            setattr(self, key, value)
-            props[_JOB_PROPS[key]] = value.value if isinstance(value, enum.Enum) else value
-        if props:
-            self.emit_properties_changed(props)
-
-    @exported("Cancel")
-    async def cancel(self) -> None:
-        await self._c.cancel_job(current_caller(), self)
-
-    @exported_property("Id", "u")
-    def id_(self) -> int:
-        return self.job_id
-
-    @exported_property("Name", "s")
-    def name_(self) -> str:
-        return self.image_name
-
-    @exported_property("State", "s")
-    def state_(self) -> str:
-        return self.job_state.value
-
-    @exported_property("Progress", "t")
-    def progress_(self) -> int:
-        return self.done
-
-    @exported_property("Total", "t")
-    def total_(self) -> int:
-        return self.total
-
-    @exported_property("Detection", "a{sv}")
-    def detection_(self) -> dict[str, Variant]:
-        return self.detection
-
-
-_JOB_PROPS = {"image_name": "Name", "job_state": "State", "done": "Progress", "total": "Total",
-              "detection": "Detection"}
-

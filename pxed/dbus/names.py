@@ -43,14 +43,6 @@ class Action(enum.StrEnum):
         return self is Action.READ
 
 
-class JobState(enum.StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELED = "canceled"
-
-
 def error_name(err: PxedError) -> str:
     """The D-Bus error name of a pxed error."""
     return ERROR_PREFIX + type(err).dbus_name

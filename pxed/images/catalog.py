@@ -14,13 +14,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pxed.config import ID_RE, parse_title
+from pxed import rules
 from pxed.errors import CatalogError
 from pxed.fsutil import atomic_write
 from pxed.model import BootEntry
 
 FORMAT_VERSION = 1
-SERVER_PLACEHOLDER = "{server}"
 
 
 class ImageState(enum.StrEnum):
@@ -99,7 +98,7 @@ class ImageRecord:
         base = f"images/{self.id}"
         if det.memdisk or det.kernel is None:
             return BootEntry(id=self.id, title=self.title, kernel=f"{base}/{self.id}.iso", kind="memdisk")
-        append = det.cmdline.replace(SERVER_PLACEHOLDER, server).replace("{base}", base)
+        append = rules.expand(det.cmdline, {"server": server, "base": base})
         return BootEntry(id=self.id, title=self.title, kernel=f"{base}/{det.kernel}",
                          initrds=tuple(f"{base}/{i}" for i in det.initrds), append=append,
                          sysappend=det.sysappend)
@@ -112,12 +111,12 @@ def validate(records: Iterable[ImageRecord]) -> tuple[ImageRecord, ...]:
     out: list[ImageRecord] = []
     seen: set[str] = set()
     for r in records:
-        if not ID_RE.match(r.id):
+        if not rules.ID_RE.match(r.id):
             raise CatalogError(f"invalid image id {r.id!r} in catalog")
         if r.id in seen:
             raise CatalogError(f"image {r.id!r} listed twice in catalog")
         try:
-            parse_title(r.title)
+            rules.check_title(r.title)
         except ValueError as e:
             raise CatalogError(f"image {r.id!r}: {e}") from None
         for f in r.files:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from pxed.config import ID_RE, parse_title
+from pxed import rules
 from pxed.errors import (
     Cancelled,
     InvalidArgument,
@@ -141,10 +141,7 @@ def choose(req: Request, listing: dict[str, int], texts: dict[str, bytes], label
 
 def name_and_title(req: Request, det: Detection) -> tuple[str, str]:
     if req.name is not None:
-        if not ID_RE.match(req.name):
-            raise InvalidName(f"invalid image name {req.name!r}",
-                              hint="1 to 63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
-        name = req.name
+        name = req.name  # the service checks it (pxed.rules) when it accepts the import, and again at begin()
     else:
         found = profiles.name_from_label(det.label)
         if found is None:
@@ -153,7 +150,7 @@ def name_and_title(req: Request, det: Detection) -> tuple[str, str]:
         name = found
     if req.title is not None:
         try:
-            title = parse_title(req.title)
+            title = rules.check_title(req.title)
         except ValueError as e:
             raise InvalidArgument(f"title refused: {e}", hint="give a title of 1 to 60 printable characters") from None
     else:
@@ -174,7 +171,7 @@ def import_iso(fd: int, req: Request, store: Store, *,
         entries = [iso.files[p] for p in det.files]
         whole = profiles.whole_iso(det)
         if whole:
-            cmdline = det.cmdline.replace("{iso}", f"{name}.iso").replace("{iso_kib}", str(size * 11 // 10240 + 1))
+            cmdline = rules.expand(det.cmdline, {"iso": f"{name}.iso", "iso_kib": str(size * 11 // 10240 + 1)})
             det = replace(det, files=(*det.files, f"{name}.iso"), cmdline=cmdline)
         logger.info("ISO detected as %s (version %s, label %s): %d file(s)%s", det.profile, det.version, det.label,
                     len(det.files), ", served whole through memdisk" if det.memdisk else "")

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pxed.config import ID_RE, parse_title
+from pxed import rules
 from pxed.images.catalog import Detection
 
 SAFE_PATH = re.compile(r"[A-Za-z0-9._+@=,%~-]+(/[A-Za-z0-9._+@=,%~-]+)*\Z")  # what a menu can name
@@ -257,7 +257,7 @@ def title_of(det: Detection) -> str:
     if prof:
         return f"{prof} {det.version}" if det.version else prof
     try:
-        return parse_title(det.label) if det.label else ""
+        return rules.check_title(det.label) if det.label else ""
     except ValueError:
         return ""
 
@@ -267,7 +267,7 @@ def name_from_label(label: str | None) -> str | None:
     if not label:
         return None
     name = re.sub(r"[^a-z0-9._-]+", "-", label.lower()).strip("-._")[:63].rstrip("-._")
-    return name if ID_RE.match(name) else None
+    return name if rules.ID_RE.match(name) else None
 
 
 # ------------------------------------------------------------------------------ generic scanner

@@ -1,9 +1,10 @@
-"""Test harness: pxed's Service + DBusServer on a given bus, without the daemon.
+"""Test harness: pxed's application and D-Bus adapter on a given bus, without sockets or netlink.
 
     python -m tests.dbus.serve --bus-address ADDR --config PXED_CONF
 
-Builds the real Service on the configuration's state directory and boot root, serves
-it as org.pxed.Pxed1, prints ``READY`` once the name is owned, then reads commands on
+Builds the application with the daemon's own factory (:func:`pxed.daemon.build_service`,
+:func:`pxed.daemon.serve_on_bus`) on the configuration's state directory and boot root,
+prints ``READY`` once the name is owned, then reads commands on
 stdin, one per line, to play the daemon's part:
 
     client MAC ARCH STAGE BOOT_FILE     a boot exchange (ClientSeen + ListClients)
@@ -27,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from pxed.config import load_config
-from pxed.dbus.server import DBusServer, RuntimeStatus
-from pxed.service import Service
-from pxed.tracker import ClientTracker
+from pxed.daemon import build_service, serve_on_bus
+from pxed.service import RuntimeStatus
 
 
 async def serve(address: str, config_path: Path) -> None:
@@ -39,7 +39,10 @@ async def serve(address: str, config_path: Path) -> None:
     def server_address() -> ipaddress.IPv4Address | None:
         return ipaddress.IPv4Address(runtime["address"]) if runtime["address"] else None
 
-    service = Service(config, server_address=server_address)
+    def status() -> RuntimeStatus:
+        return RuntimeStatus(runtime["interface"], runtime["address"], runtime["state"] or "", 7)
+
+    service = build_service(config, config_path, server_address=server_address, runtime=status)
     await asyncio.to_thread(service.recover)
     throttle = float(os.environ.get("PXED_TEST_THROTTLE", "0"))
     if throttle:  # slow imports down so that tests can watch and cancel them
@@ -55,15 +58,7 @@ async def serve(address: str, config_path: Path) -> None:
 
         service.import_image = slow_import  # type: ignore[method-assign]
 
-    async def reload() -> None:
-        cfg = await asyncio.to_thread(load_config, config_path)
-        await asyncio.to_thread(service.reload, cfg)
-
-    def status() -> RuntimeStatus:
-        return RuntimeStatus(runtime["interface"], runtime["address"], runtime["state"] or "", 7)
-
-    server = DBusServer(service, runtime=status, tracker=ClientTracker(), reload=reload)
-    await server.start(address)
+    server = await serve_on_bus(service, address)
     print("READY", flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -73,17 +68,18 @@ async def serve(address: str, config_path: Path) -> None:
         if not words:
             continue
         if words[0] == "client":
-            server.client_seen(words[1], int(words[2]), words[3], words[4])
+            service.client_seen(words[1], int(words[2]), words[3], words[4])
         elif words[0] == "clients":
             for i in range(int(words[1])):
-                server.client_seen(f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}", 7, "offer", "efi64/syslinux.efi")
+                service.client_seen(f"52:54:01:00:{i >> 8:02x}:{i & 255:02x}", 7, "offer", "efi64/syslinux.efi")
         elif words[0] == "runtime":
             runtime.update(zip(("interface", "address", "state"),
                                (None if w == "-" else w for w in words[1:4]), strict=True))
-            server.runtime_changed()
+            service.runtime_changed()
         elif words[0] == "quit":
             break
         print("OK", flush=True)
+    await service.stop()
     await server.stop()
 
 

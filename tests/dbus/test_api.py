@@ -21,7 +21,7 @@ import pytest
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from pxed.dbus.server import DBusServer
+from pxed.service.clients import SeenLimiter
 from tests.conftest import REPO
 from tests.dbus.conftest import DEST, MANAGER, NOBODY, PxedOnBus
 from tests.dbus.isos import make_iso
@@ -366,14 +366,14 @@ async def runtime_and_clients(p: PxedOnBus) -> list[Any]:
     clients = [{k: v.value for k, v in c.items()} for c in reply.body[0]]
     assert [c["mac"] for c in clients] == ["52:54:00:00:00:01", "52:54:00:aa:bb:cc"]
     assert clients[1]["stage"] == "ack" and clients[1]["count"] == 2 and clients[1]["arch"] == 7
-    # a flood: the tracker takes every exchange, the bus gets at most CLIENT_SEEN_PER_SECOND a second
+    # a flood: the tracker takes every exchange, the bus gets at most SeenLimiter.PER_SECOND a second
     w.signals.clear()
     await asyncio.to_thread(p.command, "clients 1000")
     reply = await w.call("ListClients")
     assert len(reply.body[0]) == 1000 + 2
     await asyncio.sleep(0.5)
     seen = [s[2] for s in w.signals if s[1] == "ClientSeen"]
-    assert 0 < len(seen) <= DBusServer.CLIENT_SEEN_PER_SECOND
+    assert 0 < len(seen) <= SeenLimiter.PER_SECOND
     w.bus.disconnect()
     return w.signals
 
@@ -488,17 +488,17 @@ def test_introspection_matches_installed_xml(tmp_path: Path, private_bus: Any) -
 # ------------------------------------------------------------------------------ the error boundary
 
 
-class BrokenController:
+class BrokenService:
     def list_images(self) -> Any:
         raise RuntimeError("secret detail from /root/x.py")
 
 
 def test_unexpected_exception_becomes_internal_error(private_bus: Any) -> None:
-    from pxed.dbus.interface import ManagerObject
+    from pxed.dbus.server import ManagerObject
 
     async def scenario() -> list[subprocess.CompletedProcess[str]]:
         bus = await MessageBus(bus_address=private_bus.address, bus_type=BusType.SYSTEM).connect()
-        bus.export(DEST[1], ManagerObject(BrokenController()))  # type: ignore[arg-type]
+        bus.export(DEST[1], ManagerObject(BrokenService(), None))  # type: ignore[arg-type]
         await bus.request_name("org.pxed.Pxed1")
         argv = ["dbus-send", f"--bus={private_bus.address}", "--print-reply", "--dest=org.pxed.Pxed1", DEST[1],
                 f"{MANAGER}.ListImages"]

@@ -15,10 +15,13 @@ import pytest
 from dbus_fast import DBusError, Variant
 
 from pxed.dbus import names
-from pxed.dbus.interface import JobObject, ManagerObject, to_vardict, variant
-from pxed.dbus.server import check_image_fd, import_options
+from pxed.dbus.interface import to_vardict, variant
+from pxed.dbus.server import JobObject, ManagerObject, import_options
 from pxed.errors import AccessDenied, InvalidImage, NotFound, PxedError, all_errors
-from pxed.tracker import ClientRecord, ClientTracker
+from pxed.images.importer import check_fd as check_image_fd
+from pxed.model import JobState
+from pxed.service import JobInfo
+from pxed.service.clients import ClientRecord, ClientTracker
 from tests.conftest import REPO
 
 ERR = "org.pxed.Pxed1.Error."
@@ -89,7 +92,7 @@ def test_fd_checks(tmp_path: Path) -> None:
 
 
 class Broken:
-    """A controller whose reads fail: one with a PxedError, one with a bug."""
+    """A service whose reads fail: one with a PxedError, one with a bug."""
 
     def list_images(self) -> Any:
         raise RuntimeError("secret /root/path detail")
@@ -103,7 +106,7 @@ def _impl(obj: object, attr: str) -> Any:
 
 
 def test_error_boundary(caplog: pytest.LogCaptureFixture) -> None:
-    m = ManagerObject(Broken())  # type: ignore[arg-type]
+    m = ManagerObject(Broken(), None)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR), pytest.raises(DBusError) as e:
         asyncio.run(_impl(m, "list_images")(m))
     assert (e.value.type, e.value.text) == (ERR + "Internal", "internal error")
@@ -146,8 +149,9 @@ def _structure(root: ET.Element, interface: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("obj,interface", [
-    (ManagerObject(None), "org.pxed.Pxed1.Manager"),  # type: ignore[arg-type]
-    (JobObject(None, 1, "/org/pxed/Pxed1/job/1", "x", 0, ":1.1"), "org.pxed.Pxed1.Job"),  # type: ignore[arg-type]
+    (ManagerObject(None, None), "org.pxed.Pxed1.Manager"),  # type: ignore[arg-type]
+    (JobObject(None, None, JobInfo(1, "x", JobState.QUEUED, 0, 0, ":1.1")),  # type: ignore[arg-type]
+     "org.pxed.Pxed1.Job"),
 ])
 def test_shipped_xml_matches_the_objects(obj: Any, interface: str) -> None:
     shipped = ET.parse(REPO / "packaging" / "dbus" / f"{interface}.xml").getroot()

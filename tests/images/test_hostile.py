@@ -22,7 +22,6 @@ import pytest
 from pxed.errors import ImageError, InvalidImage, NotAnIso, PxedError, UnknownLayout
 from pxed.images.importer import Request, import_iso
 from pxed.images.iso import IsoReader
-from pxed.service import _Store
 from tests.images import isos
 from tests.images.conftest import Env, make_env
 
@@ -248,8 +247,8 @@ def test_too_many_files_is_refused(tmp_path: Path) -> None:
     fd = os.open(iso, os.O_RDONLY)
     try:
         with pytest.raises(InvalidImage, match="more than 100 entries"):
-            import_iso(fd, Request(max_files=100), _Store(env.service))
-        assert import_iso(fd, Request(name="ok", max_files=1000), _Store(env.service)).id == "ok"
+            import_iso(fd, Request(max_files=100), env.service.store())
+        assert import_iso(fd, Request(name="ok", max_files=1000), env.service.store()).id == "ok"
     finally:
         os.close(fd)
     env.assert_no_leftovers()

@@ -1,0 +1,42 @@
+"""Boot-loader backends.  Each firmware class's loader is chosen in pxed.conf ([Boot] BIOSLoader=, ...).
+
+A new loader is one module here implementing :class:`~pxed.loaders.base.Loader`, its
+templates under ``pxed/templates/<name>/``, and one line in :data:`LOADERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from pxed.loaders.base import Loader, Needed
+from pxed.loaders.syslinux import SYSLINUX
+from pxed.model import Firmware
+
+LOADERS: Mapping[str, Loader] = MappingProxyType({SYSLINUX.name: SYSLINUX})
+# The loader of each firmware class when pxed.conf names none; a class missing here gets no
+# boot file unless [Boot] sets one.
+DEFAULT_LOADERS: Mapping[Firmware, str] = MappingProxyType(
+    {Firmware.BIOS: "syslinux", Firmware.EFI64: "syslinux", Firmware.HTTP64: "syslinux"})
+
+
+def plan(assignment: Mapping[Firmware, str]) -> list[tuple[Loader, frozenset[Firmware]]]:
+    """Each loader in use, with the firmware classes it serves ([Boot] *Loader=), in a fixed order."""
+    return [(LOADERS[name], frozenset(fw for fw, n in assignment.items() if n == name))
+            for name in sorted(set(assignment.values()))]
+
+
+def needed(assignment: Mapping[Firmware, str]) -> tuple[Needed, ...]:
+    """The files from the installed system that serving ``assignment`` takes."""
+    return tuple(n for loader, classes in plan(assignment) for n in loader.needed(classes))
+
+
+def get(name: str) -> Loader:
+    """The loader called ``name``; KeyError names the known ones."""
+    try:
+        return LOADERS[name]
+    except KeyError:
+        raise KeyError(f"unknown boot loader {name!r}; known: {', '.join(sorted(LOADERS))}") from None
+
+
+__all__ = ["DEFAULT_LOADERS", "LOADERS", "Loader", "Needed", "get", "needed", "plan"]
