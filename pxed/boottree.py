@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from pxed.errors import MissingPackage
 from pxed.fsutil import atomic_copy
 from pxed.loaders.base import Needed
-from pxed.model import Firmware
+from pxed.model import Firmware, Installed
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +33,6 @@ PCI_IDS = Needed("pci.ids", ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.i
                  (("Debian/Ubuntu", "pci.ids"), ("Arch", "hwdata")), _BIOS, optional=True)
 MODALIAS = "hdt/modules.alias"
 HDT = "hdt.c32"  # a syslinux BIOS module
-
-
-@dataclass(frozen=True, slots=True)
-class Installed:
-    """The menu tools the boot root offers."""
-
-    memtest: str | None = None  # paths relative to the boot root
-    hdt: str | None = None
-    pciids: str | None = None
-    modalias: str | None = None
 
 
 def _find(src: Needed, root: Path) -> Path | None:

@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pxed import loaders, rules
-from pxed.boottree import Installed
 from pxed.config import Config
 from pxed.errors import InvalidArgument
 from pxed.fsutil import atomic_write
-from pxed.model import ALL_FIRMWARE, BootEntry, Firmware, Menu, Tool
+from pxed.model import ALL_FIRMWARE, BootEntry, Firmware, Installed, Menu, Tool
 
 TEMPLATE_DIR = Path("/etc/pxed/templates")
 _BIOS = frozenset({Firmware.BIOS})

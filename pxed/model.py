@@ -156,3 +156,13 @@ class Menu:
     entries: tuple[BootEntry, ...]
     tools: tuple[Tool, ...]
     host: str
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """The menu tools the boot root offers."""
+
+    memtest: str | None = None  # paths relative to the boot root
+    hdt: str | None = None
+    pciids: str | None = None
+    modalias: str | None = None

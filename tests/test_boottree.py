@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pxed import loaders
-from pxed.boottree import Installed, scan
 from pxed.boottree import populate as populate_needed
+from pxed.boottree import scan
 from pxed.errors import MissingPackage
 from pxed.loaders.syslinux import REQUIRED_BIOS_MODULES, REQUIRED_EFI64_MODULES
+from pxed.model import Installed
 
 NEEDED = loaders.needed(loaders.DEFAULT_LOADERS)
 

@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pxed.boottree import Installed
 from pxed.config import load_config
 from pxed.errors import InvalidArgument
 from pxed.menus import render_menus, write_menus
-from pxed.model import BootEntry
+from pxed.model import BootEntry, Installed
 from pxed.rules import RESERVED_IDS
 
 GOLDEN = Path(__file__).parent / "data" / "menu"

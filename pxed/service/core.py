@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from pxed import __version__, loaders, rules
-from pxed.boottree import Installed, populate, scan
+from pxed.boottree import populate, scan
 from pxed.config import Config, load_config
 from pxed.errors import Busy, ConfigError, Exists, InvalidName, NotFound, PxedError
 from pxed.images.catalog import Catalog, Detection, ImageRecord, ImageState
+from pxed.model import Installed
 from pxed.service.clients import ClientRecord, ClientTracker, SeenLimiter
 from pxed.service.events import (
     ClientSeen,
