@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from pxed.config import DEFAULT_BOOT_FILES
 from pxed.dhcp.options import Opt, decode_tlv
 from pxed.dhcp.packet import Packet, parse
-from pxed.dhcp.proxy import Answered, BootPolicy, Listener, Peer, decide
+from pxed.dhcp.proxy import Answered, Listener, Peer, decide
 from pxed.model import InterfaceInfo
+from tests.dhcp.policies import syslinux_policy
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "dhcp"
 CAPTURES = sorted(DATA.glob("*.bin"))
 IFACE = InterfaceInfo(name="lab0", index=2, addresses=(ipaddress.IPv4Interface("10.77.0.1/24"),))
-POLICY = BootPolicy(boot_files=DEFAULT_BOOT_FILES)
+POLICY = syslinux_policy()
 
 
 def dump(p: Packet) -> str:

@@ -16,14 +16,15 @@ from hypothesis import strategies as st
 from pxed.config import DEFAULT_BOOT_FILES
 from pxed.dhcp.options import MessageType, Opt, decode_tlv
 from pxed.dhcp.packet import parse
-from pxed.dhcp.proxy import Answered, BootPolicy, Ignored, Listener, Peer, ProxyEngine, decide
+from pxed.dhcp.proxy import Answered, BootFile, BootPolicy, Ignored, Listener, Peer, ProxyEngine, decide
 from pxed.model import Firmware, InterfaceInfo, PxeStage
+from tests.dhcp.policies import syslinux_policy
 from tests.lab.pxeclient import GUID, build
 
 SERVER = ipaddress.IPv4Address("10.77.0.1")
 IFACE = InterfaceInfo(name="lab0", index=2, addresses=(ipaddress.IPv4Interface("10.77.0.1/24"),))
 MAC = bytes.fromhex("525400aabbcc")
-POLICY = BootPolicy(boot_files=DEFAULT_BOOT_FILES, http_port=8080)
+POLICY = syslinux_policy(http_port=8080)
 CLIENT = ipaddress.IPv4Address("10.77.0.50")
 BCAST_PEER = Peer(Listener.DHCP, 2, ipaddress.IPv4Address("0.0.0.0"), 68)
 PXE_PEER = Peer(Listener.PXE, 2, CLIENT, 1234)
@@ -46,9 +47,10 @@ class Case:
 
 
 def pol(**kw: Any) -> BootPolicy:
+    """A syslinux-like policy: `boot_files` and `ipxe_boot_file` as paths, the rest as BootPolicy takes it."""
     base: dict[str, Any] = {"boot_files": DEFAULT_BOOT_FILES, "http_port": 8080}
     base.update(kw)
-    return BootPolicy(**base)
+    return syslinux_policy(**base)
 
 
 def b(kind: str, **kw: Any) -> bytes:
@@ -242,13 +244,33 @@ def test_engine_policy_can_be_replaced_for_reload() -> None:
     assert parse(d.outgoing.payload).opt(210) == b"bios/"
 
 
-def test_from_config_takes_every_field() -> None:
-    from pxed.config import Config
-    c = Config(allow_relay=True, vendor_classes=("HW-Client",), http_port=8081, ipxe_boot_file="boot.ipxe")
-    p = BootPolicy.from_config(c)
-    assert (p.allow_relay, p.vendor_classes, p.http_port, p.ipxe_boot_file) == (True, ("HW-Client",), 8081,
-                                                                                 "boot.ipxe")
-    assert dict(p.boot_files) == dict(c.boot_files)
+def test_boot_file_options_are_the_policy_s_not_the_core_s() -> None:
+    """decide() knows no boot loader: a PXE reply carries its boot file's options after 43, in
+    their order; an HTTP Boot reply none of them; a boot file without options gets no 209/210."""
+    extra = ((150, b"\x0a\x4d\x00\x01"), (224, b"loader-says"))
+    p = BootPolicy(boot_files=MappingProxyType({Firmware.BIOS: BootFile("bios/loader.0", extra),
+                                                Firmware.EFI64: BootFile("efi64/loader.efi"),
+                                                Firmware.HTTP64: BootFile("efi64/loader.efi", extra)}),
+                   ipxe_boot_file=BootFile("boot.ipxe", ((224, b"ipxe"),)))
+    for raw, peer, want in [(b("bios"), BCAST_PEER, list(extra)), (b("efi64"), BCAST_PEER, []),
+                            (b("efi64", mtype=REQ, ciaddr=CLIENT), PXE_PEER, []), (b("http64"), BCAST_PEER, []),
+                            (b("ipxe"), BCAST_PEER, [(224, b"ipxe")])]:
+        d = decide(parse(raw), peer, IFACE, p)
+        assert d.outgoing is not None, d.event
+        rep = parse(d.outgoing.payload)
+        order = list(rep.option_order)
+        got = [(c, rep.options[c]) for c in order if c in (150, 209, 210, 224)]
+        assert got == want
+        if want:
+            after = order[order.index(Opt.VENDOR_SPECIFIC) + 1 if Opt.VENDOR_SPECIFIC in order else 0:]
+            assert [c for c, _ in want] == [c for c in after if c in (150, 224)]
+
+
+def test_an_empty_boot_file_path_is_no_boot_file() -> None:
+    p = BootPolicy(boot_files=MappingProxyType({Firmware.BIOS: BootFile("")}), ipxe_boot_file=BootFile(""))
+    for kind in ("bios", "ipxe"):
+        d = decide(parse(b(kind)), BCAST_PEER, IFACE, p)
+        assert isinstance(d.event, Ignored) and "set [Boot] BIOS=" in d.event.reason
 
 
 # ------------------------------------------------------------------ the engine's memo agrees with decide()
@@ -338,7 +360,7 @@ def test_engine_rate_limit_holds_on_the_memoised_path() -> None:
     e = ProxyEngine(POLICY)
     raws = [build("efi64", MAC, xid) for xid in range(30)]
     got = [e.receive(r, BCAST_PEER, IFACE, 5.0 + i * 0.01).outgoing is not None for i, r in enumerate(raws)]
-    assert got.count(True) == ProxyEngine.RATE_MAX and e._templates  # the memo answered most of them
+    assert got.count(True) == ProxyEngine.RATE_MAX and len(e._memo)  # the memo answered most of them
     other = build("efi64", bytes.fromhex("525400000001"), 1)
     assert e.receive(other, BCAST_PEER, IFACE, 5.5).outgoing is not None  # per MAC
     assert e.receive(raws[0], BCAST_PEER, IFACE, 6.5).outgoing is not None  # next window
@@ -355,7 +377,7 @@ def test_engine_memo_second_client_of_each_kind(idx: int) -> None:
         want = reference(req, peer, policy, iface)
         assert got == want if want is not None else got.outgoing is None
         if n and want is not None and want.outgoing is not None:
-            assert e._templates, "the second request of an answered kind comes from the memo"
+            assert len(e._memo), "the second request of an answered kind comes from the memo"
 
 
 @pytest.mark.parametrize("kind", ["bios", "efi64", "ipxe", "http64"])
@@ -403,7 +425,7 @@ def test_guid_to_uuid_of_a_known_machine() -> None:
 
 def test_a_request_with_overloaded_options_is_never_memoised() -> None:
     """Option 52 moves options into sname/file, which a request's skeleton leaves out."""
-    from pxed.dhcp.proxy import _shape
+    from pxed.dhcp.memo import _shape
 
     raw = build("bios", MAC, 1)
     assert _shape(raw) is not None
@@ -413,4 +435,10 @@ def test_a_request_with_overloaded_options_is_never_memoised() -> None:
     for xid in (1, 2):
         req = with_identity(overloaded, xid, MAC, 0, bytes(4), bytes(4), None)
         assert e.receive(req, BCAST_PEER, IFACE, float(xid)) == reference(req, BCAST_PEER, POLICY, IFACE)
-    assert not e._templates
+    assert not len(e._memo)
+
+
+@pytest.mark.parametrize("code", [0, 255, 53, 54, 60, 97, 43])
+def test_a_boot_file_cannot_carry_an_option_decide_sets(code: int) -> None:
+    with pytest.raises(ValueError):
+        BootFile("lpxelinux.0", ((code, b"x"),))

@@ -1,0 +1,98 @@
+"""What :func:`~pxed.dhcp.proxy.decide` takes and gives: where a request came from, the boot
+policy, and the decision (the reply to send, and what happened).
+
+Plain frozen values shared by :mod:`pxed.dhcp.proxy` (which re-exports them) and
+:mod:`pxed.dhcp.memo`, so neither imports the other's machinery.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pxed.model import Firmware, PxeStage
+
+# Options decide() writes itself (message type, server id, vendor class, GUID, PXE options).
+_DECIDED = frozenset({53, 54, 60, 97, 43})
+
+
+class Listener(enum.StrEnum):
+    DHCP = "dhcp"  # UDP 67
+    PXE = "pxe"  # UDP 4011
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    listener: Listener
+    ifindex: int | None
+    address: ipaddress.IPv4Address
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class BootFile:
+    """A boot file, relative to the boot root, and what its boot loader wants beside it.
+
+    ``options`` are extra DHCP options (code, value) for PXE (non-HTTP) replies naming this
+    file, appended in this order after option 43; HTTP Boot replies never carry them.
+    """
+
+    path: str
+    options: tuple[tuple[int, bytes], ...] = ()
+
+    def __post_init__(self) -> None:
+        for code, _ in self.options:
+            if not 0 < code < 255 or code in _DECIDED:
+                raise ValueError(f"option {code} cannot be a boot file's: decide() sets it, or it is no option")
+
+
+@dataclass(frozen=True, slots=True)
+class BootPolicy:
+    """What pxed answers: the boot file of each firmware class (a class missing, or with an
+    empty path, is not answered), iPXE's own, and the network rules.  Knows no boot loader."""
+
+    boot_files: Mapping[Firmware, BootFile]
+    ipxe_boot_file: BootFile | None = None
+    http_port: int = 80
+    allow_relay: bool = False
+    vendor_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    payload: bytes
+    address: ipaddress.IPv4Address
+    port: int
+    listener: Listener
+    ifindex: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    mac: str
+    arch: int
+    firmware: Firmware
+    uuid: str | None
+    stage: PxeStage
+    boot_file: str
+    ipxe: bool
+    xid: int
+    relayed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    reason: str
+    mac: str | None = None
+    notable: bool = False  # worth an info line (a PXE client pxed cannot serve), else debug
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outgoing: Outgoing | None
+    event: Answered | Ignored
+
+
+__all__ = ["Answered", "BootFile", "BootPolicy", "Decision", "Ignored", "Listener", "Outgoing", "Peer"]
