@@ -312,7 +312,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload_quietly()))
 
         self.notifier.status("Preparing boot tree and catalog")
-        await asyncio.to_thread(self.service.install_boot_files)
+        await asyncio.to_thread(self.service.try_install_boot_files)
         report = await asyncio.to_thread(self.service.recover)
         for name in getattr(report, "failed_imports", ()):
             logger.warning("import of %s was interrupted; marked failed", name, extra={"IMAGE_ID": name})

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pxed.boottree import populate
+from pxed.config import load_config
+from pxed.daemon import build_service
 from pxed.dhcp.options import MessageType
 from pxed.dhcp.packet import parse
 from tests.dbus.bus import PrivateBus
@@ -269,7 +270,8 @@ def cold_start(wd: Path, runs: int = 3) -> list[float]:
         with Lab(workdir=d) as lab:
             seg = lab.segment()
             conf = write_config(d / "pxed.conf", d)
-            populate(d / "boot")  # an installed pxed has its boot tree from earlier runs
+            # an installed pxed has its boot tree from earlier runs
+            build_service(load_config(conf), conf, server_address=lambda: None).install_boot_files()
             start_pxed(lab, seg.srv, d, conf, debug=False, wait_ready=False)
             wait_for(lambda srv=seg.srv: ":67 " in srv.run(["ss", "-lun"]).stdout, 10,  # type: ignore[misc]
                      what="activator listening")

@@ -30,7 +30,7 @@ STDLIB_PURE = {
     "__future__", "collections", "collections.abc", "dataclasses", "enum", "ipaddress", "re", "struct",
     "types", "typing", "uuid",
 }
-LEAVES = {"pxed.errors", "pxed.model"}
+LEAVES = {"pxed.errors", "pxed.model", "pxed.rules"}  # standard library only, like the core
 ADAPTERS = ("pxed.io", "pxed.dbus.server", "pxed.dbus.polkit", "pxed.dbus.interface")
 
 
@@ -43,19 +43,19 @@ def module_name(path: Path) -> str:
 def imports(source: str, name: str = "<source>") -> set[str]:
     """Every module an `import`/`from ... import` names, anywhere in the file (also inside functions).
 
-    ``from pxed import rules`` counts as ``pxed.rules``: a name imported from a package that is
-    one of its modules is that module."""
+    ``from pxed import rules`` counts as ``pxed.rules`` alone: a name imported from a package
+    that is one of its modules is that module."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source, name)):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0 and node.module is not None, f"{name}: use absolute imports"
-            found.add(node.module)
-            for a in node.names:
-                sub = f"{node.module}.{a.name}"
-                if _is_module(sub):
-                    found.add(sub)
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            modules = {m for m in subs if _is_module(m)}
+            found |= modules
+            if modules != subs:  # a name that is not a module: the package itself is used
+                found.add(node.module)
     return found
 
 
@@ -150,4 +150,5 @@ def test_the_checker_would_catch_io() -> None:
     assert dhcp_disallowed("import struct\nfrom pxed.model import Firmware\n") == set()
     assert dhcp_disallowed("from pxed.config import Config\n") == {"pxed.config"}
     assert imports("from pxed import rules, __version__\n") == {"pxed", "pxed.rules"}
+    assert imports("from pxed import rules\n") == {"pxed.rules"}
     assert offending([PACKAGE / "daemon.py"], ("pxed.io",))  # the daemon does compose the adapters

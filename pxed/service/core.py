@@ -237,14 +237,17 @@ class Service:
                 return f.path
         return None
 
-    def install_boot_files(self) -> Installed | None:
-        """Copy what the configured loaders need into the boot root; None (logged) when a package is missing."""
+    def install_boot_files(self) -> Installed:
+        """Copy what the configured loaders need into the boot root (raises MissingPackage)."""
         config = self._config
+        return populate(config.boot_root, loaders.needed(config.loaders))
+
+    def try_install_boot_files(self) -> None:
+        """:meth:`install_boot_files`, logging what is missing: pxed keeps answering with what is there."""
         try:
-            return populate(config.boot_root, loaders.needed(config.loaders))
+            self.install_boot_files()
         except PxedError as e:
             logger.error("boot tree incomplete: %s", e)
-            return None
 
     # ------------------------------------------------------------ menus
     def _menu_files(self, images: tuple[ImageRecord, ...], *,
@@ -285,7 +288,7 @@ class Service:
         """Take ``config``: boot files for its loaders, the catalog, the menus (blocking)."""
         with self._lock:
             self._config = config
-            self.install_boot_files()
+            self.try_install_boot_files()
             self._catalog = Catalog(config.state_dir)
             self._images = self._catalog.load()
             self.render_menus()

@@ -124,14 +124,14 @@ class BootLab:
         served by dnsmasq in proxy-DHCP mode with one PXE service per architecture."""
         import ipaddress
 
-        from pxed.boottree import populate
         from pxed.config import load_config
-        from pxed.service import Service
+        from pxed.daemon import build_service
 
         assert self.seg is not None
         config = load_config(conf)
-        populate(config.boot_root)
-        Service(config, server_address=lambda: ipaddress.IPv4Address("10.77.0.1")).render_menus()
+        service = build_service(config, conf, server_address=lambda: ipaddress.IPv4Address("10.77.0.1"))
+        service.install_boot_files()
+        service.render_menus()
         self.lab.spawn(self.seg.srv, [
             "dnsmasq", "--keep-in-foreground", "--no-daemon", "--port=0", "--no-resolv", "--no-hosts",
             "--bind-interfaces", "--interface=lab0", "--except-interface=lo", "--no-ping",
