@@ -34,6 +34,7 @@ from pxed.dbus.names import (
     OBJECT_PATH,
     error_class,
 )
+from pxed.dbus.values import plain
 from pxed.errors import EX_OK, AccessDenied, Cancelled, InvalidArgument, NotFound, PxedError, ToolError
 from pxed.model import ClientArch
 
@@ -119,17 +120,6 @@ class Client:
             member="AddMatch", signature="s", body=[rule]))
         if reply is not None and reply.message_type == MessageType.ERROR:
             raise ToolError(f"cannot watch pxed's signals: {reply.error_name}")
-
-
-def plain(value: Any) -> Any:
-    """Variants and their containers → plain JSON-able values."""
-    if isinstance(value, Variant):
-        return plain(value.value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 # =========================================================================== formatting

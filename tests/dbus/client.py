@@ -23,6 +23,8 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from pxed.dbus.values import plain
+
 
 def variants(v: Any) -> Any:
     if isinstance(v, list) and len(v) == 2 and v[0] == "v":
@@ -31,16 +33,6 @@ def variants(v: Any) -> Any:
         return [variants(x) for x in v]
     if isinstance(v, dict):
         return {k: variants(x) for k, x in v.items()}
-    return v
-
-
-def plain(v: Any) -> Any:
-    if isinstance(v, Variant):
-        return plain(v.value)
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [plain(x) for x in v]
     return v
 
 

@@ -24,7 +24,8 @@ from dbus_fast.aio import MessageBus
 from pxed.service.clients import SeenLimiter
 from tests.conftest import REPO
 from tests.dbus.conftest import DEST, MANAGER, NOBODY, PxedOnBus
-from tests.dbus.isos import make_iso
+from tests.images.isos import payload_iso
+from tests.lab.netns import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ INTERFACES_DIR = REPO / "packaging" / "dbus"
 
 def iso_for(p: PxedOnBus, name: str, payload: int = 1 << 20) -> Path:
     """An ISO in the world-readable bus directory, so nobody can open it too."""
-    return make_iso(p.bus.dir / f"{name}.iso", payload=payload)
+    return payload_iso(p.bus.dir / f"{name}.iso", payload=payload)
 
 
 def add(p: PxedOnBus, iso: Path, name: str, uid: int | None = None, **options: Any) -> dict[str, Any]:
@@ -42,18 +43,10 @@ def add(p: PxedOnBus, iso: Path, name: str, uid: int | None = None, **options: A
     return p.pycall("AddImage", "hsa{sv}", [0, name, opts], fds=[str(iso)], uid=uid)
 
 
-def wait_for(cond: Any, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def import_ok(p: PxedOnBus, name: str, payload: int = 1 << 20) -> None:
     r = add(p, iso_for(p, name, payload), name)
     assert "ok" in r, r
-    wait_for(lambda: name in p.image_ids() and not p.pycall("ListJobs")["ok"][0], what=f"import of {name}")
+    wait_for(lambda: name in p.image_ids() and not p.pycall("ListJobs")["ok"][0], what=f"import of {name}", timeout=30)
 
 
 def boot_tree(p: PxedOnBus) -> dict[str, int]:
@@ -106,8 +99,8 @@ def test_add_image_options_names_and_duplicates(pxed: PxedOnBus) -> None:
     iso = iso_for(pxed, "opt")
     r = add(pxed, iso, "with-title", title="Rescue of the lab")
     assert r["ok"][0].startswith("/org/pxed/Pxed1/job/"), r
-    wait_for(lambda: "with-title" in pxed.image_ids())
-    wait_for(lambda: not pxed.pycall("ListJobs")["ok"][0])
+    wait_for(lambda: "with-title" in pxed.image_ids(), timeout=30)
+    wait_for(lambda: not pxed.pycall("ListJobs")["ok"][0], timeout=30)
     got = pxed.pycall("GetImage", "s", ["with-title"])["ok"][0]
     assert got["title"] == "Rescue of the lab" and got["state"] == "ready" and got["iso_size"] == iso.stat().st_size
     assert add(pxed, iso, "with-title")["error"] == ERR + "Exists"
@@ -124,7 +117,7 @@ def test_real_layout_is_detected_named_and_offered(pxed: PxedOnBus) -> None:
 
     iso, _ = isos.build("archiso", pxed.bus.dir)
     assert "ok" in add(pxed, iso, "")
-    wait_for(lambda: "arch_202611" in pxed.image_ids() and not pxed.pycall("ListJobs")["ok"][0])
+    wait_for(lambda: "arch_202611" in pxed.image_ids() and not pxed.pycall("ListJobs")["ok"][0], timeout=30)
     got = pxed.pycall("GetImage", "s", ["arch_202611"])["ok"][0]
     det = got["detection"]
     assert (got["state"], got["title"], det["profile"], det["version"]) == \
@@ -174,7 +167,7 @@ def test_cancel_of_someone_elses_job_is_denied(tmp_path: Path, private_bus: Any)
         r = p.busctl("get-property", "org.pxed.Pxed1", job, "org.pxed.Pxed1.Job", "State", user="nobody")
         assert r.stdout.strip() in ('s "running"', 's "queued"'), r
         assert p.busctl("call", "org.pxed.Pxed1", job, "org.pxed.Pxed1.Job", "Cancel").returncode == 0
-        wait_for(lambda: not p.pycall("ListJobs")["ok"][0], what="cancelled job to end")
+        wait_for(lambda: not p.pycall("ListJobs")["ok"][0], what="cancelled job to end", timeout=30)
         assert p.image_ids() == []
     finally:
         p.stop()
@@ -189,7 +182,7 @@ def test_polkit_grant_lets_a_user_change(pxed: PxedOnBus) -> None:
     assert pxed.image_ids() == []
     r = add(pxed, iso_for(pxed, "mine"), "mine", uid=NOBODY)
     assert "ok" in r, r
-    wait_for(lambda: "mine" in pxed.image_ids())
+    wait_for(lambda: "mine" in pxed.image_ids(), timeout=30)
     assert [c["authorized"] for c in pxed.polkit_calls()] == [True, True, True]
 
 
@@ -240,7 +233,7 @@ def test_fd_checks(pxed: PxedOnBus) -> None:
         assert r.get("error") == ERR + "InvalidArgument", r
     r = pxed.pycall("AddImage", "hsa{sv}", [0, "two", {}], fds=[str(iso), str(iso)])
     if "ok" in r:  # dbus-fast 1.84 reads one descriptor per message; the kernel closed the other
-        wait_for(lambda: "two" in pxed.image_ids() and not pxed.pycall("ListJobs")["ok"][0])
+        wait_for(lambda: "two" in pxed.image_ids() and not pxed.pycall("ListJobs")["ok"][0], timeout=30)
         assert pxed.call("RemoveImage", "s", "two").returncode == 0
     else:
         assert r.get("error") == ERR + "InvalidArgument", r
@@ -249,7 +242,7 @@ def test_fd_checks(pxed: PxedOnBus) -> None:
     assert pxed.image_ids() == []
     # nobody cannot smuggle a file it cannot read: it must open it itself
     secret = pxed.root / "secret.iso"  # in root's 0700 tmp dir
-    make_iso(secret)
+    payload_iso(secret)
     r = subprocess.run([*pxed_client(pxed), "--uid", str(NOBODY), "--fd", str(secret), "AddImage", "hsa{sv}",
                         json.dumps([0, "s", {}])], capture_output=True, text=True, cwd=REPO)
     assert r.returncode != 0 and "PermissionError" in r.stderr

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import REPO
 from tests.dbus.bus import PrivateBus
 from tests.dbus.conftest import NOBODY, PxedOnBus, _env
-from tests.dbus.isos import make_iso
+from tests.images.isos import payload_iso
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def _controlling_tty() -> None:
 
 
 def test_verbs_text_and_json(pxed: PxedOnBus) -> None:
-    iso = make_iso(pxed.bus.dir / "one.iso")
+    iso = payload_iso(pxed.bus.dir / "one.iso")
     r = pxed.pxectl("add", str(iso), "--name", "one", "--title", "Number one")
     assert r.returncode == 0, r
     assert r.stdout.startswith("Imported one: "), r
@@ -113,7 +113,7 @@ def test_verbs_text_and_json(pxed: PxedOnBus) -> None:
 
 
 def test_exit_codes_and_messages(pxed: PxedOnBus) -> None:
-    iso = make_iso(pxed.bus.dir / "dup.iso")
+    iso = payload_iso(pxed.bus.dir / "dup.iso")
     assert pxed.pxectl("add", str(iso), "--name", "dup").returncode == 0
     cases: list[tuple[list[str], int, str]] = [
         (["add", str(iso), "--name", "dup"], 73, "choose another --name or pxectl remove dup"),
@@ -131,7 +131,7 @@ def test_exit_codes_and_messages(pxed: PxedOnBus) -> None:
 
 def test_access_denied_as_nobody(pxed: PxedOnBus) -> None:
     """The real pxectl as an unprivileged user (imports done as root, then privileges dropped)."""
-    iso = make_iso(pxed.bus.dir / "n.iso")
+    iso = payload_iso(pxed.bus.dir / "n.iso")
     assert pxed.pxectl("add", str(iso), "--name", "kept").returncode == 0
     # this interpreter lives under /root, which nobody cannot read: import what argparse
     # imports lazily (shutil) before dropping privileges
@@ -167,7 +167,7 @@ def test_daemon_not_running(private_bus: PrivateBus, tmp_path: Path) -> None:
 def test_progress_bar_on_a_terminal_and_lines_on_a_pipe(tmp_path: Path, private_bus: PrivateBus) -> None:
     p = PxedOnBus(tmp_path, private_bus, throttle=0.05)
     try:
-        iso = make_iso(p.bus.dir / "big.iso", payload=24 << 20)
+        iso = payload_iso(p.bus.dir / "big.iso", payload=24 << 20)
         code, out = in_pty(pxectl_argv(p, "add", str(iso), "--name", "tty"))
         assert code == 0, out
         assert "\r\x1b[K[" in out and "#" in out and "MiB/s" in out, out
@@ -195,7 +195,7 @@ def test_progress_bar_on_a_terminal_and_lines_on_a_pipe(tmp_path: Path, private_
 def test_ctrl_c_cancels_the_import(tmp_path: Path, private_bus: PrivateBus) -> None:
     p = PxedOnBus(tmp_path, private_bus, throttle=0.2)
     try:
-        iso = make_iso(p.bus.dir / "slow.iso", payload=24 << 20)
+        iso = payload_iso(p.bus.dir / "slow.iso", payload=24 << 20)
         code, out = in_pty(pxectl_argv(p, "add", str(iso), "--name", "slow"), interrupt_when="MiB/s")
         assert code == 130, out
         assert "Cancelling the import..." in out and "Import cancelled." in out, out

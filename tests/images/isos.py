@@ -116,11 +116,20 @@ def write_tree(root: Path, files: Mapping[str, bytes | int]) -> dict[str, bytes]
     return out
 
 
-def xorriso(tree: Path, iso: Path, label: str, *extra: str) -> Path:
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-joliet-long", "-V", label,
-                    *extra, "-o", os.fspath(iso), os.fspath(tree)], check=True, capture_output=True)
+def xorriso(tree: Path, iso: Path, label: str, *extra: str, rock: bool = True, joliet: bool = True) -> Path:
+    """The one ISO writer of the tests: ``tree`` as an ISO 9660 image (Rock Ridge and Joliet names unless not)."""
+    names = [*(["-R"] if rock else ["--norock"]), *(["-J", "-joliet-long"] if joliet else [])]
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", *names, "-V", label, *extra, "-o", os.fspath(iso),
+                    os.fspath(tree)], check=True, capture_output=True)
     os.chmod(iso, 0o644)
     return iso
+
+
+def payload_iso(path: Path, *, label: str = "PXEDTEST", payload: int = 1 << 20) -> Path:
+    """An ISO of no known layout: a README and a ``payload``-byte random data file (sizes are real)."""
+    tree = path.with_name(path.name + ".tree")
+    write_tree(tree, {"README.txt": b"pxed test image\n", "data.bin": payload})
+    return xorriso(tree, path, label)
 
 
 def build(layout: str, workdir: Path) -> tuple[Path, dict[str, bytes]]:

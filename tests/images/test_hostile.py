@@ -41,14 +41,7 @@ def _rr(name: bytes) -> bytes:
 def _tree_iso(tmp: Path, files: dict[str, bytes], *, norock: bool = False, label: str = "TINYCORE") -> Path:
     tree = tmp / "tree"
     isos.write_tree(tree, files)
-    if norock:
-        import subprocess
-
-        iso = tmp / "h.iso"
-        subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "--norock", "-J", "-joliet-long", "-V", label,
-                        "-o", os.fspath(iso), os.fspath(tree)], check=True, capture_output=True)
-        return iso
-    return isos.xorriso(tree, tmp / "h.iso", label)
+    return isos.xorriso(tree, tmp / "h.iso", label, rock=not norock)
 
 
 def rr_names(*pairs: tuple[bytes, bytes]) -> Callable[[Path], Path]:
