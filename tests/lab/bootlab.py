@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.lab.netns import Lab, Segment
+from tests.lab.network import LabNetwork
 from tests.lab.pxedproc import DatagramSink, PxedProcess, start_pxed, write_config
-from tests.lab.qemu import INITRD, KERNEL, Vm, start_vm
+from tests.lab.qemu import INITRD, KERNEL, Vm
 from tests.lab.servers import generate, start_unit
 
 MENU_TITLE = "pxed network boot"
@@ -35,45 +35,29 @@ DEBIAN_ENTRY = (
 
 
 @dataclass
-class BootLab:
-    workdir: Path
+class BootLab(LabNetwork):
     proxy: str = "pxed"  # or "dnsmasq": dnsmasq's proxy mode as the reference boot server
     extra_config: str = ""
     timeout: int = 20  # tenths of a second before the menu boots its default
     default: str = "debian"
-    lab: Lab = field(init=False)
-    seg: Segment | None = None
     pxed: PxedProcess | None = None
     tftp_log: DatagramSink | None = None
-    vms: list[Vm] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.lab = Lab(workdir=self.workdir)
 
     def __enter__(self) -> BootLab:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for vm in self.vms:
-            vm.stop()
+    def stop_servers(self) -> None:
         if self.pxed is not None:
             self.pxed.close()
         if self.tftp_log is not None:
             self.tftp_log.close()
-        self.lab.close()
 
     @property
     def boot_root(self) -> Path:
         return self.workdir / "boot"
 
     def start(self, *, pxed_args: tuple[str, ...] = ()) -> None:
-        self.workdir.chmod(0o755)
-        seg = self.seg = self.lab.segment()
-        self.lab.dnsmasq_dhcp(seg, self.workdir)
-        self.router_advertisements()
+        seg = self.network()
         conf = write_config(self.workdir / "pxed.conf", self.workdir,
                             extra=DEBIAN_ENTRY.format(timeout=self.timeout, default=self.default) + self.extra_config)
         self.boot_root.chmod(0o755)
@@ -139,29 +123,3 @@ class BootLab:
             "--pxe-service=x86PC,pxed,lpxelinux", "--pxe-service=X86-64_EFI,pxed,efi64/syslinux.efi",
             "--pxe-service=BC_EFI,pxed,efi64/syslinux.efi", f"--pid-file={self.workdir / 'dnsmasq-proxy.pid'}",
         ], stdout=subprocess.DEVNULL, stderr=open(self.workdir / "dnsmasq-proxy.log", "wb"))
-
-    def router_advertisements(self) -> None:
-        assert self.seg is not None
-        router_advertisements(self.lab, self.seg, self.workdir)
-
-    def boot(self, firmware: str = "bios", *, mac: str | None = None, nic_rom: bool | None = None) -> Vm:
-        assert self.seg is not None, "start() first"
-        mac = mac or ("52:54:00:00:b1:05" if firmware == "bios" else "52:54:00:00:ef:64")
-        vm = start_vm(self.lab, self.seg.sw, self.seg.bridge, self.workdir, firmware=firmware, mac=mac,
-                      name=f"{firmware}{len(self.vms)}", nic_rom=nic_rom)
-        self.vms.append(vm)
-        return vm
-
-
-def router_advertisements(lab: Lab, seg: Segment, workdir: Path) -> None:
-    """iPXE waits ~16 s for IPv6 autoconfiguration on a link without router advertisements.
-
-    radvd in the DHCP server's namespace advertises a ULA prefix and no default route,
-    as a real network's router would; without it the lab measures that wait, not pxed.
-    """
-    conf = workdir / "radvd.conf"
-    conf.write_text("interface lab0 {\n AdvSendAdvert on;\n MinRtrAdvInterval 3;\n MaxRtrAdvInterval 4;\n"
-                    " AdvDefaultLifetime 0;\n prefix fd77:77::/64 { };\n};\n")
-    seg.dhcp.sysctl("net.ipv6.conf.all.forwarding", "1")
-    lab.spawn(seg.dhcp, ["radvd", "--nodaemon", "-C", str(conf), "-p", str(workdir / "radvd.pid"), "-m", "stderr"],
-              stdout=subprocess.DEVNULL, stderr=open(workdir / "radvd.log", "wb"))

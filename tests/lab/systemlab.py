@@ -17,14 +17,15 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.lab.bootlab import DEBIAN_ENTRY, router_advertisements
-from tests.lab.netns import Lab, Netns, Segment
+from tests.lab.bootlab import DEBIAN_ENTRY
+from tests.lab.netns import Netns
+from tests.lab.network import LabNetwork
 from tests.lab.nspawn import Container, debian_tree, install_pxed, runtime_packages
-from tests.lab.qemu import INITRD, KERNEL, Vm, start_vm
+from tests.lab.qemu import INITRD, KERNEL, Vm
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_ROOT = "/var/lib/pxed/boot"
@@ -32,31 +33,18 @@ WEB_IP = "10.77.0.60"  # the namespace that fetches over TFTP and HTTP (a booted
 
 
 @dataclass
-class SystemLab:
-    workdir: Path
+class SystemLab(LabNetwork):
     deb: Path | None = None  # install this package; None: `make install`
-    lab: Lab = field(init=False)
-    seg: Segment | None = None
     web: Netns | None = None
     container: Container | None = None
     installed_by: str = ""
-    vms: list[Vm] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.lab = Lab(workdir=self.workdir)
 
     def __enter__(self) -> SystemLab:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        for vm in self.vms:
-            vm.stop()
+    def stop_servers(self) -> None:
         if self.container is not None:
             self.container.stop()
-        self.lab.close()
 
     @property
     def c(self) -> Container:
@@ -64,11 +52,8 @@ class SystemLab:
         return self.container
 
     def start(self) -> None:
-        self.workdir.chmod(0o755)
         tree = debian_tree(runtime_packages(self.deb))
-        seg = self.seg = self.lab.segment()
-        self.lab.dnsmasq_dhcp(seg, self.workdir)
-        router_advertisements(self.lab, seg, self.workdir)
+        seg = self.network()
         self.web = self.lab.netns("web")
         self.lab.port(seg.sw, seg.bridge, self.web, "lab0")
         self.web.ip("addr", "add", f"{WEB_IP}/24", "dev", "lab0")
@@ -110,9 +95,6 @@ class SystemLab:
         assert self.web is not None
         return subprocess.run(self.web.argv(argv), capture_output=True, timeout=timeout)
 
-    def boot(self, firmware: str = "bios", mac: str = "52:54:00:5e:00:01") -> Vm:
-        assert self.seg is not None
-        vm = start_vm(self.lab, self.seg.sw, self.seg.bridge, self.workdir, firmware=firmware, mac=mac,
-                      name=f"sys-{firmware}{len(self.vms)}")
-        self.vms.append(vm)
-        return vm
+    def boot(self, firmware: str = "bios", *, mac: str | None = "52:54:00:5e:00:01", nic_rom: bool | None = None,
+             name: str | None = None) -> Vm:
+        return super().boot(firmware, mac=mac, nic_rom=nic_rom, name=name or f"sys-{firmware}{len(self.vms)}")
