@@ -24,30 +24,18 @@ from pathlib import Path
 
 from pxed.images.catalog import Catalog, Detection, ImageRecord, ImageState
 from pxed.service import ImportOptions, Service
+from tests.images import isos
 from tests.images.conftest import make_env
 
 MIB = 1 << 20
 
 
 def build_iso(workdir: Path, size_mib: int) -> Path:
-    tree = workdir / "tree"
-    layout = {"arch/boot/x86_64/vmlinuz-linux": 13 * MIB, "arch/boot/x86_64/initramfs-linux.img": 90 * MIB,
-              "arch/x86_64/airootfs.sfs": max(1, size_mib - 104) * MIB, "arch/x86_64/airootfs.sha512": 200,
-              "arch/version": 11}
-    for rel, size in layout.items():
-        p = tree / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "wb") as f:
-            left = size
-            while left:
-                n = min(left, 64 * MIB)
-                f.write(os.urandom(n))
-                left -= n
-    iso = workdir / "arch.iso"
-    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-R", "-J", "-V", "ARCH_202611", "-o", os.fspath(iso),
-                    os.fspath(tree)], check=True, capture_output=True)
-    shutil.rmtree(tree)
-    return iso
+    layout: dict[str, bytes | int] = {
+        "arch/boot/x86_64/vmlinuz-linux": 13 * MIB, "arch/boot/x86_64/initramfs-linux.img": 90 * MIB,
+        "arch/x86_64/airootfs.sfs": max(1, size_mib - 104) * MIB, "arch/x86_64/airootfs.sha512": 200,
+        "arch/version": 11}
+    return isos.make_iso(workdir / "arch.iso", layout, "ARCH_202611", remember=False)[0]
 
 
 def time_cp(iso: Path, dest: Path) -> float:

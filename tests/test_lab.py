@@ -1,10 +1,17 @@
-"""The lab's own housekeeping: the system tests' debootstrap cache does not grow for ever."""
+"""The lab's own housekeeping: the system tests' debootstrap cache does not grow for ever; the one
+polling loop; a lab that fails says what it saw and still closes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from pathlib import Path
 
+import pytest
+
+from tests.lab.netns import wait_for, wait_for_async
+from tests.lab.network import LabNetwork
 from tests.lab.nspawn import PRUNE_AFTER, SUITE, prune
 
 
@@ -29,3 +36,56 @@ def test_prune_removes_only_long_unused_trees_and_dead_builds(tmp_path: Path) ->
     (tmp_path / ".lock").write_text("")
     assert sorted(prune(tmp_path, keep=current, now=now)) == sorted([old, dead])
     assert all(d.exists() for d in (current, recent, running, other)) and not old.exists() and not dead.exists()
+
+
+def test_wait_for_returns_the_first_truthy_value_or_times_out() -> None:
+    calls: list[int] = []
+
+    def third() -> list[int]:
+        calls.append(1)
+        return calls if len(calls) >= 3 else []
+
+    assert wait_for(third, 5, interval=0) == [1, 1, 1]
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="timed out after 0s waiting for nothing"):
+        wait_for(lambda: None, 0.2, what="nothing")
+    assert 0.2 <= time.monotonic() - started < 2
+    assert wait_for(lambda: "at once", 0) == "at once"  # the predicate runs even with no time to wait
+
+
+def test_wait_for_gives_up_when_it_can_no_longer_happen_but_takes_a_last_look() -> None:
+    with pytest.raises(TimeoutError, match="gave up waiting for the exit"):
+        wait_for(lambda: False, 60, what="the exit", unless=lambda: True)
+    late = iter([None, "done"])  # true only at the look after `unless`
+    assert wait_for(lambda: next(late), 60, unless=lambda: True) == "done"
+    assert asyncio.run(wait_for_async(lambda: "x", 1)) == "x"
+    with pytest.raises(TimeoutError):
+        asyncio.run(wait_for_async(lambda: None, 0.1, interval=0.01))
+
+
+class FailingLab(LabNetwork):
+    closed = False
+
+    def prepare(self) -> None:
+        (self.workdir / "server.log").write_text("first line\nthe server's last words\n")
+        raise RuntimeError("prepare failed")
+
+    def journals(self) -> dict[str, str]:
+        raise OSError("no journal here")
+
+    def close(self) -> None:
+        FailingLab.closed = True
+        super().close()
+
+
+def test_a_failing_lab_writes_its_summary_and_closes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RuntimeError, match="prepare failed"), FailingLab(tmp_path) as fl:
+        fl.start()
+    err = capsys.readouterr().err
+    assert FailingLab.closed
+    assert err.startswith(f"==== FailingLab lab {fl.lab.prefix}-*, work directory {tmp_path}"), err
+    assert "---- server.log\nfirst line\nthe server's last words" in err
+    assert "(could not be read: OSError('no journal here'))" in err and err.endswith("==== end of the lab summary\n")
+    with pytest.raises(KeyboardInterrupt), FailingLab(tmp_path):
+        raise KeyboardInterrupt  # an interrupt is no failure: no summary
+    assert capsys.readouterr().err == ""

@@ -39,7 +39,8 @@ def test_journal_receives_structured_fields(tmp_path: Path) -> None:
     import sys
 
     from tests.conftest import need
-    from tests.lab.pxedproc import DatagramSink, wait_for
+    from tests.lab.netns import wait_for
+    from tests.lab.pxedproc import DatagramSink
 
     need(os.geteuid() == 0, "needs root for a private mount namespace")
     sink = DatagramSink(tmp_path / "journal.sock")

@@ -15,9 +15,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.lab.netns import wait_for
 from tests.lab.pxedproc import REPO
 
 SHIPPED_POLICY = REPO / "packaging" / "dbus" / "org.pxed.Pxed1.conf"
@@ -75,11 +75,11 @@ class PrivateBus:
         self.proc = subprocess.Popen(
             ["dbus-daemon", f"--config-file={self.conf}", "--nofork", "--nopidfile", "--nosyslog"],
             stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while not self.socket.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"dbus-daemon did not start: {self.daemon_log()}")
-            time.sleep(0.02)
+        try:
+            wait_for(self.socket.exists, 10, interval=0.02, what="dbus-daemon's socket",
+                     unless=lambda: self.proc.poll() is not None)
+        except TimeoutError:
+            raise RuntimeError(f"dbus-daemon did not start: {self.daemon_log()}") from None
 
     def daemon_log(self) -> str:
         self.log.flush()

@@ -21,11 +21,12 @@ import pytest
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from pxed.dbus.values import plain
 from pxed.service.clients import SeenLimiter
 from tests.conftest import REPO
 from tests.dbus.conftest import DEST, MANAGER, NOBODY, PxedOnBus
 from tests.images.isos import payload_iso
-from tests.lab.netns import wait_for
+from tests.lab.netns import wait_for, wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -237,8 +238,7 @@ def test_fd_checks(pxed: PxedOnBus) -> None:
         assert pxed.call("RemoveImage", "s", "two").returncode == 0
     else:
         assert r.get("error") == ERR + "InvalidArgument", r
-    time.sleep(0.2)
-    assert pxed.open_fds() <= fds_before
+    wait_for(lambda: pxed.open_fds() <= fds_before, 5, what="pxed to close the descriptors it was passed")
     assert pxed.image_ids() == []
     # nobody cannot smuggle a file it cannot read: it must open it itself
     secret = pxed.root / "secret.iso"  # in root's 0700 tmp dir
@@ -283,13 +283,11 @@ class Watcher:
         return reply
 
     async def until(self, member: str, timeout: float = 30) -> tuple[str, str, list[Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for s in self.signals:
-                if s[1] == member:
-                    return s
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no {member} signal; got {self.signals}")
+        try:
+            return await wait_for_async(lambda: next((s for s in self.signals if s[1] == member), None), timeout,
+                                        interval=0.02, what=f"a {member} signal")
+        except TimeoutError:
+            raise AssertionError(f"no {member} signal; got {self.signals}") from None
 
 
 def test_job_lifecycle_signals_and_properties(tmp_path: Path, private_bus: Any) -> None:
@@ -307,7 +305,7 @@ def test_job_lifecycle_signals_and_properties(tmp_path: Path, private_bus: Any) 
         assert path == job
         props = await w.call("GetAll", "s", ["org.pxed.Pxed1.Job"], path=job,
                              interface="org.freedesktop.DBus.Properties")
-        got = {k: v.value for k, v in props.body[0].items()}
+        got = plain(props.body[0])
         assert got["Id"] == job_id and got["Name"] == "watched" and got["Total"] == iso.stat().st_size
         assert got["State"] in ("queued", "running")
         _, _, removed = await w.until("JobRemoved")
@@ -316,10 +314,10 @@ def test_job_lifecycle_signals_and_properties(tmp_path: Path, private_bus: Any) 
         assert names.index("ImageAdded") < names.index("JobRemoved")
         assert ["watched", "Watched"] in [s[2] for s in w.signals if s[1] == "ImageAdded"]
         job_changes = [s[2][1] for s in w.signals if s[0] == job and s[1] == "PropertiesChanged"]
-        progress = [c["Progress"].value for c in job_changes if "Progress" in c]
+        progress = [plain(c["Progress"]) for c in job_changes if "Progress" in c]
         assert len(progress) >= 2 and progress == sorted(progress), progress
-        assert any(c.get("State", Variant("s", "")).value == "done" for c in job_changes)
-        count = [s[2][1]["ImageCount"].value for s in w.signals
+        assert any(plain(c.get("State")) == "done" for c in job_changes)
+        count = [plain(s[2][1]["ImageCount"]) for s in w.signals
                  if s[0] == DEST[1] and s[1] == "PropertiesChanged" and "ImageCount" in s[2][1]]
         assert count == [1]
         # the job object is gone once JobRemoved is sent
@@ -346,17 +344,19 @@ async def runtime_and_clients(p: PxedOnBus) -> list[Any]:
     w = await Watcher.start(p.address)
     await asyncio.to_thread(p.command, "runtime pxtest0 10.23.0.9 running")
     _, _, (iface, changed, _inv) = await w.until("PropertiesChanged")
-    assert iface == MANAGER and {k: v.value for k, v in changed.items()} == {"Address": "10.23.0.9"}
+    assert iface == MANAGER and plain(changed) == {"Address": "10.23.0.9"}
     await asyncio.to_thread(p.command, "client 52:54:00:AA:BB:CC 7 offer efi64/syslinux.efi")
     await asyncio.to_thread(p.command, "client 52:54:00:aa:bb:cc 7 ack efi64/syslinux.efi")
     await asyncio.to_thread(p.command, "client 52:54:00:00:00:01 0 offer lpxelinux.0")
-    seen = [s[2] for s in w.signals if s[1] == "ClientSeen"]
-    while len(seen) < 3:
-        await asyncio.sleep(0.02)
+
+    def three_seen() -> list[Any]:
         seen = [s[2] for s in w.signals if s[1] == "ClientSeen"]
+        return seen if len(seen) >= 3 else []
+
+    seen = await wait_for_async(three_seen, 30, interval=0.02, what="three ClientSeen signals")
     assert seen[0] == ["52:54:00:aa:bb:cc", 7, "offer", "efi64/syslinux.efi"]
     reply = await w.call("ListClients")
-    clients = [{k: v.value for k, v in c.items()} for c in reply.body[0]]
+    clients = plain(reply.body[0])
     assert [c["mac"] for c in clients] == ["52:54:00:00:00:01", "52:54:00:aa:bb:cc"]
     assert clients[1]["stage"] == "ack" and clients[1]["count"] == 2 and clients[1]["arch"] == 7
     # a flood: the tracker takes every exchange, the bus gets at most SeenLimiter.PER_SECOND a second
@@ -408,10 +408,11 @@ def test_fifty_concurrent_mixed_calls(pxed: PxedOnBus) -> None:
         replies = await asyncio.wait_for(asyncio.gather(*calls), 60)
         for fd in fds:
             os.close(fd)
-        deadline = time.monotonic() + 60
-        while len([s for s in w.signals if s[1] == "JobRemoved"]) < 4:
-            assert time.monotonic() < deadline, w.signals
-            await asyncio.sleep(0.05)
+        try:
+            await wait_for_async(lambda: len([s for s in w.signals if s[1] == "JobRemoved"]) >= 4, 60,
+                                 what="four JobRemoved signals")
+        except TimeoutError:
+            raise AssertionError(w.signals) from None
         results = sorted((s[2][3], s[2][2], s[2][4]) for s in w.signals if s[1] == "JobRemoved")
         w.bus.disconnect()
         assert sum(1 for r in replies if r.error_name == ERR + "Exists") + \
@@ -427,9 +428,9 @@ def test_fifty_concurrent_mixed_calls(pxed: PxedOnBus) -> None:
         elif kind != 0:
             assert r.message_type == MessageType.METHOD_RETURN, (i, r.error_name, r.body)
         if kind == 3:
-            assert r.body[0]["id"].value == "base"
+            assert plain(r.body[0])["id"] == "base"
         if kind == 9:
-            ids = [img["id"].value for img in r.body[0]]
+            ids = [img["id"] for img in plain(r.body[0])]
             assert ids[0] == "base" and len(ids) == len(set(ids))
     ids = pxed.image_ids()
     assert ids == ["base", "c0", "c1", "c2", "c3"]

@@ -3,6 +3,7 @@ the progress bar on a pseudo-terminal and plain lines on a pipe, Ctrl-C cancelli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -20,6 +21,7 @@ from tests.conftest import REPO
 from tests.dbus.bus import PrivateBus
 from tests.dbus.conftest import NOBODY, PxedOnBus, _env
 from tests.images.isos import payload_iso
+from tests.lab.netns import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,24 +38,28 @@ def in_pty(argv: list[str], *, interrupt_when: str | None = None, timeout: float
     proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=_env(),
                             start_new_session=True, preexec_fn=_controlling_tty)
     os.close(slave)
-    out = b""
+    out = bytearray()
     sent = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
+        """Read what the terminal has (select waits up to 0.1 s); True once the child is done with it."""
+        nonlocal sent
         ready, _, _ = select.select([master], [], [], 0.1)
         if ready:
             try:
                 chunk = os.read(master, 65536)
             except OSError:  # EIO: the child closed the terminal
-                break
+                return True
             if not chunk:
-                break
-            out += chunk
+                return True
+            out.extend(chunk)
         if interrupt_when and not sent and interrupt_when.encode() in out:
             os.write(master, b"\x03")
             sent = True
-        if proc.poll() is not None and not ready:
-            break
+        return proc.poll() is not None and not ready
+
+    with contextlib.suppress(TimeoutError):  # then proc.wait() fails if the child still runs
+        wait_for(finished, timeout, interval=0, what="the program on the terminal")
     code = proc.wait(timeout=10)
     os.close(master)
     return code, out.decode(errors="replace")

@@ -106,8 +106,7 @@ def test_imported_archiso_fixture_kernel_starts(workdir: Path) -> None:
     layout = {k: v for k, v in files.items() if "ucode" not in k}
     layout["arch/boot/x86_64/vmlinuz-linux"] = KERNEL.read_bytes()
     layout["arch/boot/x86_64/initramfs-linux.img"] = initramfs(workdir)
-    isos.write_tree(workdir / "tree", layout)
-    iso = isos.xorriso(workdir / "tree", workdir / "arch.iso", label)
+    iso, _ = isos.make_iso(workdir / "arch.iso", layout, label)
     image = import_into(workdir, iso)
     assert image == "arch_202611"
     with BootLab(workdir, default=image) as bl:

@@ -1,19 +1,32 @@
-"""Fixture ISOs with the real layouts of the distributions pxed imports, built with xorriso.
+"""The tests' one ISO builder (image, D-Bus, service, e2e and system tests, and the benchmarks).
 
-Contents are small random files under each distribution's real paths (sizes chosen so
-that copies are checked byte for byte), plus the real version and boot config files the
-detector reads.  ``hostile_*`` helpers build or patch ISOs the importer must refuse or
-sanitise.
+:data:`LAYOUTS` are the real layouts of the distributions pxed imports: small random files
+under each distribution's real paths (sizes chosen so that copies are checked byte for
+byte), plus the real version and boot config files the detector reads.
+
+    iso, contents = build("archiso", tmp)            # a layout, and the bytes of each file
+    iso, contents = make_iso(tmp / "x.iso", files, label)   # any files (bytes, or a size of random)
+    iso = payload_iso(tmp / "x.iso", payload=24 << 20)      # no known layout, just data
+    write_tree(tree, files); ...; xorriso(tree, iso, label)  # symlinks, nodes, links added in between
+
+xorriso writes them all, except trees it will not write (:func:`pycdlib_iso`).  Hostile
+images are made by :func:`patch`ing bytes of a built one (names in directory records,
+sizes, the :func:`extent` of a directory).
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import pycdlib
+
 KIB = 1024
+CHUNK = 64 << 20  # random file contents are written this much at a time
 
 # layout name → (volume label, {path: bytes or a size of random bytes})
 LAYOUTS: dict[str, tuple[str, dict[str, bytes | int]]] = {
@@ -104,20 +117,30 @@ LAYOUTS: dict[str, tuple[str, dict[str, bytes | int]]] = {
 }
 
 
-def write_tree(root: Path, files: Mapping[str, bytes | int]) -> dict[str, bytes]:
-    """Write the files under ``root``; returns the bytes of each (random ones included)."""
+def write_tree(root: Path, files: Mapping[str, bytes | int], *, remember: bool = True) -> dict[str, bytes]:
+    """Write the files under ``root``; returns the bytes of each (the random ones only if ``remember``)."""
     out: dict[str, bytes] = {}
     for rel, content in files.items():
-        data = os.urandom(content) if isinstance(content, int) else content
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        out[rel] = data
+        if isinstance(content, bytes):
+            p.write_bytes(content)
+            out[rel] = content
+            continue
+        with open(p, "wb") as f:  # random bytes, in chunks: benchmark ISOs have files of a GiB
+            chunks = []
+            for at in range(0, content, CHUNK):
+                chunk = os.urandom(min(CHUNK, content - at))
+                f.write(chunk)
+                if remember:
+                    chunks.append(chunk)
+        if remember:
+            out[rel] = b"".join(chunks)
     return out
 
 
 def xorriso(tree: Path, iso: Path, label: str, *extra: str, rock: bool = True, joliet: bool = True) -> Path:
-    """The one ISO writer of the tests: ``tree`` as an ISO 9660 image (Rock Ridge and Joliet names unless not)."""
+    """The tests' ISO writer: ``tree`` as an ISO 9660 image (Rock Ridge and Joliet names unless not)."""
     names = [*(["-R"] if rock else ["--norock"]), *(["-J", "-joliet-long"] if joliet else [])]
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", *names, "-V", label, *extra, "-o", os.fspath(iso),
                     os.fspath(tree)], check=True, capture_output=True)
@@ -125,19 +148,68 @@ def xorriso(tree: Path, iso: Path, label: str, *extra: str, rock: bool = True, j
     return iso
 
 
+def make_iso(iso: Path, files: Mapping[str, bytes | int], label: str, *, rock: bool = True, joliet: bool = True,
+             remember: bool = True) -> tuple[Path, dict[str, bytes]]:
+    """The ISO of ``files`` (the tree is written beside it, ``<iso>.tree``) and the bytes of every file.
+
+    ``remember=False`` is for benchmark-sized images: the random bytes are neither returned nor
+    kept on disk (the tree is removed once the ISO is written).  To put symlinks, device nodes or
+    hard links in the image, :func:`write_tree`, add them, then :func:`xorriso`.
+    """
+    tree = iso.with_name(iso.name + ".tree")
+    contents = write_tree(tree, files, remember=remember)
+    xorriso(tree, iso, label, rock=rock, joliet=joliet)
+    if not remember:
+        shutil.rmtree(tree)
+    return iso, contents
+
+
 def payload_iso(path: Path, *, label: str = "PXEDTEST", payload: int = 1 << 20) -> Path:
     """An ISO of no known layout: a README and a ``payload``-byte random data file (sizes are real)."""
-    tree = path.with_name(path.name + ".tree")
-    write_tree(tree, {"README.txt": b"pxed test image\n", "data.bin": payload})
-    return xorriso(tree, path, label)
+    return make_iso(path, {"README.txt": b"pxed test image\n", "data.bin": payload}, label)[0]
 
 
 def build(layout: str, workdir: Path) -> tuple[Path, dict[str, bytes]]:
     """The ISO of ``layout`` and the bytes of every file in it."""
     label, files = LAYOUTS[layout]
-    tree = workdir / f"{layout}.tree"
-    contents = write_tree(tree, files)
-    return xorriso(tree, workdir / f"{layout}.iso", label), contents
+    return make_iso(workdir / f"{layout}.iso", files, label)
+
+
+class CannotBuild(Exception):
+    """This pycdlib (Debian 12 has 1.12) cannot write the tree asked for."""
+
+
+def pycdlib_iso(iso: Path, label: str, entries: Sequence[tuple[str, str, bytes | None]]) -> Path:
+    """Trees xorriso will not write (deeper than ISO 9660 allows, Rock Ridge names of 240 bytes), with pycdlib.
+
+    ``entries`` are (ISO 9660 path, Rock Ridge name, bytes or None for a directory), parents first;
+    file paths carry their version (``/BOOT/VMLINUZ.;1``).
+    """
+    out = pycdlib.PyCdlib()
+    out.new(interchange_level=4, rock_ridge="1.09", vol_ident=label)
+    for path, rr_name, data in entries:
+        if data is None:
+            out.add_directory(path, rr_name=rr_name)
+        else:
+            out.add_fp(io.BytesIO(data), len(data), path, rr_name=rr_name)
+    try:
+        out.write(os.fspath(iso))
+    except pycdlib.pycdlibexception.PyCdlibException as e:
+        raise CannotBuild(str(e)) from e
+    finally:
+        out.close()
+    os.chmod(iso, 0o644)
+    return iso
+
+
+def extent(iso: Path, path: str) -> int:
+    """The first logical block of ``path`` (an ISO 9660 path) in the image: where :func:`patch` can aim."""
+    reader = pycdlib.PyCdlib()
+    reader.open(os.fspath(iso))
+    try:
+        return int(reader.get_record(iso_path=path).extent_location())
+    finally:
+        reader.close()
 
 
 def patch(iso: Path, old: bytes, new: bytes, *, count: int | None = None) -> int:

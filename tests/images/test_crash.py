@@ -120,8 +120,7 @@ def test_sigkill_at_random_times(tmp_path: Path) -> None:
     keep_iso, _ = isos.build("generic", tmp_path)
     keep = env.add(keep_iso, "keep")
     label, files = isos.LAYOUTS["archiso"]
-    isos.write_tree(tmp_path / "big", {**files, "arch/x86_64/airootfs.sfs": 64 << 20})
-    iso = isos.xorriso(tmp_path / "big", tmp_path / "big.iso", label)
+    iso, _ = isos.make_iso(tmp_path / "big.iso", {**files, "arch/x86_64/airootfs.sfs": 64 << 20}, label)
     conf = write_config(env.root)
     rng = random.Random(4)
     outcomes = []

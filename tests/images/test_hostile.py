@@ -9,14 +9,12 @@ compared before and after, and the names the ISOs aim at are checked at /).
 
 from __future__ import annotations
 
-import io
 import os
 import stat
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import pycdlib
 import pytest
 
 from pxed.errors import ImageError, InvalidImage, NotAnIso, PxedError, UnknownLayout
@@ -39,9 +37,7 @@ def _rr(name: bytes) -> bytes:
 
 
 def _tree_iso(tmp: Path, files: dict[str, bytes], *, norock: bool = False, label: str = "TINYCORE") -> Path:
-    tree = tmp / "tree"
-    isos.write_tree(tree, files)
-    return isos.xorriso(tree, tmp / "h.iso", label, rock=not norock)
+    return isos.make_iso(tmp / "h.iso", files, label, rock=not norock)[0]
 
 
 def rr_names(*pairs: tuple[bytes, bytes]) -> Callable[[Path], Path]:
@@ -93,52 +89,39 @@ def config_escapes(tmp: Path) -> Path:
     return _tree_iso(tmp, files)
 
 
-def _pycdlib_iso(tmp: Path, build: Callable[[pycdlib.PyCdlib], None]) -> Path:
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=4, rock_ridge="1.09", vol_ident="TINYCORE")
-    for path, data in (("/BOOT", None), ("/BOOT/VMLINUZ.;1", b"k" * 3000), ("/BOOT/CORE.GZ;1", b"i" * 3000),
-                       ("/BOOT/ISOLINUX", None), ("/BOOT/ISOLINUX/ISOLINUX.CFG;1", TEXT_GENERIC[
-                           "boot/isolinux/isolinux.cfg"])):
-        rr = path.rsplit("/", 1)[1].split(";")[0].rstrip(".").lower()
-        if data is None:
-            iso.add_directory(path, rr_name=rr)
-        else:
-            iso.add_fp(io.BytesIO(data), len(data), path, rr_name=rr)
-    build(iso)
-    out = tmp / "h.iso"
+# The generic layout in ISO 9660 names, for the trees only pycdlib writes.
+PYCDLIB_GENERIC: list[tuple[str, str, bytes | None]] = [
+    ("/BOOT", "boot", None), ("/BOOT/VMLINUZ.;1", "vmlinuz", b"k" * 3000), ("/BOOT/CORE.GZ;1", "core.gz", b"i" * 3000),
+    ("/BOOT/ISOLINUX", "isolinux", None),
+    ("/BOOT/ISOLINUX/ISOLINUX.CFG;1", "isolinux.cfg", TEXT_GENERIC["boot/isolinux/isolinux.cfg"]),
+]
+
+
+def _pycdlib_iso(tmp: Path, extra: list[tuple[str, str, bytes | None]]) -> Path:
     try:
-        iso.write(os.fspath(out))
-    except pycdlib.pycdlibexception.PyCdlibException as e:  # pycdlib 1.12 cannot write such trees
+        return isos.pycdlib_iso(tmp / "h.iso", "TINYCORE", [*PYCDLIB_GENERIC, *extra])
+    except isos.CannotBuild as e:  # pycdlib 1.12 cannot write such trees
         pytest.skip(f"this pycdlib cannot build the fixture: {e}")
-    iso.close()
-    return out
 
 
 def deep_and_long(tmp: Path) -> Path:
-    def add(iso: pycdlib.PyCdlib) -> None:
-        p = ""
-        for k in range(17):  # 17 components of 240 bytes: a path of more than 4095 bytes
-            p += f"/L{k}"
-            iso.add_directory(p, rr_name="L" * 240)
-        iso.add_fp(io.BytesIO(b"long"), 4, p + "/F.;1", rr_name="long")
-        p = ""
-        for k in range(70):  # deeper than 64 levels
-            p += f"/E{k}"
-            iso.add_directory(p, rr_name="e")
-        iso.add_fp(io.BytesIO(b"deep"), 4, p + "/G.;1", rr_name="deep")
-    return _pycdlib_iso(tmp, add)
+    extra: list[tuple[str, str, bytes | None]] = []
+    p = ""
+    for k in range(17):  # 17 components of 240 bytes: a path of more than 4095 bytes
+        p += f"/L{k}"
+        extra.append((p, "L" * 240, None))
+    extra.append((p + "/F.;1", "long", b"long"))
+    p = ""
+    for k in range(70):  # deeper than 64 levels
+        p += f"/E{k}"
+        extra.append((p, "e", None))
+    extra.append((p + "/G.;1", "deep", b"deep"))
+    return _pycdlib_iso(tmp, extra)
 
 
 def directory_loop(tmp: Path) -> Path:
-    def add(iso: pycdlib.PyCdlib) -> None:
-        iso.add_directory("/LOOP", rr_name="loop")
-        iso.add_fp(io.BytesIO(b"x" * 10), 10, "/LOOP/F.;1", rr_name="f")
-    out = _pycdlib_iso(tmp, add)
-    iso = pycdlib.PyCdlib()
-    iso.open(os.fspath(out))
-    root, loop = (iso.get_record(iso_path=p).extent_location() for p in ("/", "/LOOP"))
-    iso.close()
-    isos.patch(out, _both(loop), _both(root))
+    out = _pycdlib_iso(tmp, [("/LOOP", "loop", None), ("/LOOP/F.;1", "f", b"x" * 10)])
+    isos.patch(out, _both(isos.extent(out, "/LOOP")), _both(isos.extent(out, "/")))
     return out
 
 

@@ -216,10 +216,7 @@ def test_remove_takes_files_and_entry(env: Env, tmp_path: Path) -> None:
 def test_joliet_and_plain_iso9660_names(env: Env, tmp_path: Path, names: str) -> None:
     """Without Rock Ridge, Joliet names are used; without either, ISO 9660 names as Linux shows them."""
     label, files = isos.LAYOUTS["generic"]
-    tree = tmp_path / "t"
-    isos.write_tree(tree, files)
-    iso = tmp_path / f"{names}.iso"
-    isos.xorriso(tree, iso, label, rock=False, joliet=names == "joliet")
+    iso, _ = isos.make_iso(tmp_path / f"{names}.iso", files, label, rock=False, joliet=names == "joliet")
     fd = os.open(iso, os.O_RDONLY)
     try:
         with IsoReader(fd, os.fstat(fd).st_size) as r:

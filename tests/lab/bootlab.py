@@ -6,7 +6,8 @@
         vm.wait("Linux version", 120)
 
 pxed's configuration declares one entry booting Debian's netboot kernel and initrd over
-HTTP with ``console=ttyS0``; extra configuration can be appended.
+HTTP with ``console=ttyS0``; extra configuration can be appended.  The lifecycle (building
+order, closing, the summary on failure) is LabNetwork's (tests/lab/network.py).
 """
 
 from __future__ import annotations
@@ -40,26 +41,22 @@ class BootLab(LabNetwork):
     extra_config: str = ""
     timeout: int = 20  # tenths of a second before the menu boots its default
     default: str = "debian"
+    pxed_args: tuple[str, ...] = ()  # appended to pxed's command line
     pxed: PxedProcess | None = None
     tftp_log: DatagramSink | None = None
-
-    def __enter__(self) -> BootLab:
-        return self
-
-    def stop_servers(self) -> None:
-        if self.pxed is not None:
-            self.pxed.close()
-        if self.tftp_log is not None:
-            self.tftp_log.close()
 
     @property
     def boot_root(self) -> Path:
         return self.workdir / "boot"
 
-    def start(self, *, pxed_args: tuple[str, ...] = ()) -> None:
-        seg = self.network()
-        conf = write_config(self.workdir / "pxed.conf", self.workdir,
-                            extra=DEBIAN_ENTRY.format(timeout=self.timeout, default=self.default) + self.extra_config)
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "pxed.conf"
+
+    def prepare(self) -> None:
+        """pxed.conf (paths in the work directory) and Debian's netboot kernel and initrd in the boot root."""
+        write_config(self.config_path, self.workdir,
+                     extra=DEBIAN_ENTRY.format(timeout=self.timeout, default=self.default) + self.extra_config)
         self.boot_root.chmod(0o755)
         deb = self.boot_root / "debian"
         deb.mkdir(exist_ok=True)
@@ -68,15 +65,41 @@ class BootLab(LabNetwork):
             if not dest.exists():
                 shutil.copyfile(src, dest)
                 os.chmod(dest, 0o644)
+
+    def start_servers(self) -> None:
+        """pxed under socket activation (or the dnsmasq reference), tftp-hpa and lighttpd from the units."""
+        assert self.seg is not None
+        conf = self.config_path
         if self.proxy == "pxed":
-            self.pxed = start_pxed(self.lab, seg.srv, self.workdir, conf, args=pxed_args)
+            self.pxed = start_pxed(self.lab, self.seg.srv, self.workdir, conf, args=self.pxed_args)
         else:
             self.dnsmasq_proxy(conf)
         units = generate(conf, self.workdir / "generated")
         self.tftp_log = DatagramSink(self.workdir / "tftp-syslog.sock")
-        start_unit(self.lab, seg.srv, units["pxed-tftp.service"], self.workdir / "tftp.log",
+        start_unit(self.lab, self.seg.srv, units["pxed-tftp.service"], self.workdir / "tftp.log",
                    syslog=self.tftp_log.path)
-        start_unit(self.lab, seg.srv, units["pxed-http.service"], self.workdir / "http.log")
+        start_unit(self.lab, self.seg.srv, units["pxed-http.service"], self.workdir / "http.log")
+
+    def stop_servers(self) -> None:
+        if self.pxed is not None:
+            self.pxed.close()
+        if self.tftp_log is not None:
+            self.tftp_log.close()
+
+    def journals(self) -> dict[str, str]:
+        """pxed's journal (what the fake journald received) and tftp-hpa's syslog lines."""
+        out = {}
+        if self.pxed is not None:
+            lines = []
+            for e in self.pxed.journal_entries()[-80:]:
+                fields = " ".join(f"{k}={e[k]}" for k in ("PXE_STAGE", "CLIENT_MAC", "BOOT_FILE") if e.get(k))
+                lines.append(f"<{e.get('PRIORITY', '?')}> {e.get('MESSAGE', '')}" + (f"  [{fields}]" if fields else ""))
+            out["pxed's journal (last 80 entries)"] = "\n".join(lines) or "(nothing logged)"
+            out["pxed's sd_notify messages"] = "\n".join(n.replace("\n", " ") for n in self.pxed.notifications()[-20:])
+        if self.tftp_log is not None:
+            lines = [m.decode(errors="replace").rstrip() for m in self.tftp_log.messages[-40:]]
+            out["tftp-hpa's syslog"] = "\n".join(lines)
+        return out
 
     def pxed_events(self, vm: Vm) -> list[tuple[float, str, dict[str, str]]]:
         """pxed's journal entries about this VM: (seconds since the VM started, stage, entry)."""

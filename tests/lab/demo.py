@@ -10,6 +10,7 @@ Linux kernel starting.  Then the boot timeline, and everything is removed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 
 from tests.lab.bootlab import MILESTONES, BootLab
-from tests.lab.netns import can_run_lab
+from tests.lab.netns import can_run_lab, wait_for
 from tests.lab.qemu import accelerator
 from tests.lab.servers import world_readable_dir
 
@@ -57,16 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             vm = bl.boot(firmware)
             shown = 0
             pending = list(MILESTONES)
-            deadline = time.monotonic() + args.timeout
-            while pending and time.monotonic() < deadline:
+
+            def all_seen() -> bool:
+                nonlocal shown
                 shown = stream(vm.raw(), shown)
-                name, pattern = pending[0]
-                try:
-                    vm.wait(pattern, 0.2, name)
-                    pending.pop(0)
-                except TimeoutError:
-                    if vm.proc.poll() is not None:
-                        break
+                with contextlib.suppress(TimeoutError):
+                    while pending:
+                        vm.wait(pending[0][1], 0, pending[0][0])
+                        pending.pop(0)
+                return not pending
+
+            with contextlib.suppress(TimeoutError):  # what was not seen is reported below
+                wait_for(all_seen, args.timeout, interval=0.2, what="the boot", unless=lambda: not vm.running())
             time.sleep(1.0)
             stream(vm.raw(), shown)
             vm.stop()
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"   {t:6.1f}  {what}")
             if pending:
                 print(f"== did not see: {', '.join(n for n, _ in pending)} within {args.timeout:.0f}s", file=sys.stderr)
-                print(f"   pxed's log: {wd / 'pxed.stderr'}", file=sys.stderr)
+                print(bl.summary(), file=sys.stderr)
                 return 1
             print("== the kernel started: pxed network-booted the VM. Cleaning up.")
             return 0

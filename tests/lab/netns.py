@@ -14,10 +14,14 @@ A typical segment (:meth:`Lab.segment`)::
 
 A client and a server must not share a namespace (the kernel drops the looped
 broadcast as martian), hence one namespace per role.
+
+:func:`wait_for` (and :func:`wait_for_async` in an event loop) is the one polling loop of
+the tests, the demo and the benchmarks.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ipaddress
@@ -29,10 +33,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
+T = TypeVar("T")
 SUBNET = ipaddress.IPv4Network("10.77.0.0/24")
 SERVER_IP = ipaddress.IPv4Address("10.77.0.1")
 DHCP_IP = ipaddress.IPv4Address("10.77.0.2")
@@ -62,8 +68,9 @@ class Netns:
 
     def run(self, argv: Sequence[str], *, check: bool = True, timeout: float = 60,
             **kw: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(argv), check=check, capture_output=True, text=True,
-                              timeout=timeout, **kw)  # type: ignore[call-overload]
+        r: subprocess.CompletedProcess[str] = subprocess.run(
+            self.argv(argv), check=check, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
+        return r
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return ip(*args, ns=self.name, check=check)
@@ -219,13 +226,44 @@ def stop_process(p: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         p.wait(timeout)
 
 
-def wait_for(pred: object, timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():  # type: ignore[operator]
-            return
+class _Poll(Generic[T]):
+    """One wait: each call evaluates the predicate once; its value when truthy, None to poll again."""
+
+    def __init__(self, pred: Callable[[], T | None], timeout: float, what: str,
+                 unless: Callable[[], object] | None) -> None:
+        self.pred, self.timeout, self.what, self.unless = pred, timeout, what, unless
+        self.deadline = time.monotonic() + timeout
+
+    def __call__(self) -> T | None:
+        if got := self.pred():
+            return got
+        if self.unless is not None and self.unless():
+            if got := self.pred():  # what happened just before the end counts
+                return got
+            raise TimeoutError(f"gave up waiting for {self.what}: it can no longer happen")
+        if time.monotonic() >= self.deadline:
+            raise TimeoutError(f"timed out after {self.timeout:.0f}s waiting for {self.what}")
+        return None
+
+
+def wait_for(pred: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = "condition", *,
+             unless: Callable[[], object] | None = None) -> T:
+    """The tests' one polling loop: call ``pred`` every ``interval`` seconds until it returns something
+    truthy, and return that.  TimeoutError after ``timeout`` seconds, or as soon as ``unless`` is true
+    (say, the process that was to do it has exited).  ``pred`` is called at least once."""
+    poll = _Poll(pred, timeout, what, unless)
+    while (got := poll()) is None:
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+    return got
+
+
+async def wait_for_async(pred: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05,
+                         what: str = "condition", *, unless: Callable[[], object] | None = None) -> T:
+    """:func:`wait_for` inside an event loop: the loop runs (signals arrive) between the polls."""
+    poll = _Poll(pred, timeout, what, unless)
+    while (got := poll()) is None:
+        await asyncio.sleep(interval)
+    return got
 
 
 @contextlib.contextmanager

@@ -302,11 +302,10 @@ class Container:
         self.poweroff(timeout)
         self._forget_nspawn_state()
         if self._mounted:
-            for _ in range(50):
-                if subprocess.run(["umount", os.fspath(self.root)], capture_output=True).returncode == 0:
-                    break
-                time.sleep(0.1)
-            else:
+            try:  # busy for a moment after the container's last process exited
+                wait_for(lambda: subprocess.run(["umount", os.fspath(self.root)], capture_output=True).returncode == 0,
+                         5, interval=0.1, what=f"{self.root} to unmount")
+            except TimeoutError:
                 subprocess.run(["umount", "--lazy", os.fspath(self.root)], capture_output=True)
             self._mounted = False
         for d in ("upper", "work", "root"):

@@ -9,6 +9,7 @@ can assert on real structured fields such as ``CLIENT_MAC=``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import socket
@@ -168,10 +169,15 @@ def start_pxed(lab: Lab, ns: Netns, workdir: Path, config_path: Path, *, args: t
         # systemd-socket-activate execs pxed on the first datagram only; poke port 67 with junk
         # (pxed must ignore it) so the daemon starts now.  The activator may not have bound its
         # sockets yet when the first poke goes out, so poke until pxed has started.
-        deadline = time.monotonic() + 20
-        while not any("Execing" in ln for ln in p.stderr().splitlines()) and time.monotonic() < deadline:
+        def execed() -> bool:
+            if any("Execing" in ln for ln in p.stderr().splitlines()):
+                return True
             poke(ns, ports[0])
-            time.sleep(0.2)
+            return False
+
+        with contextlib.suppress(TimeoutError):  # wait_notified says why, with pxed's stderr
+            wait_for(execed, 20, interval=0.2, what="systemd-socket-activate to exec pxed",
+                     unless=lambda: proc.poll() is not None)
         p.wait_notified("READY=1")
     return p
 

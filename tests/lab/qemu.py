@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab.netns import Lab, Netns, stop_process
+from tests.lab.netns import Lab, Netns, stop_process, wait_for
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -59,6 +59,7 @@ class Vm:
     firmware: str
     mac: str
     seen: dict[str, float] = field(default_factory=dict)
+    name: str = "vm"
 
     def raw(self) -> bytes:
         try:
@@ -71,21 +72,19 @@ class Vm:
         (OVMF's console positions the cursor before every character)."""
         return _ANSI.sub(b"", self.raw().replace(b"\0", b"")).decode(errors="replace")
 
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def wait(self, pattern: str, timeout: float, name: str | None = None) -> float:
         """Wait until the serial console matches `pattern`; return seconds since QEMU start."""
         rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if rx.search(self.text()):
-                t = time.monotonic() - self.started
-                self.seen.setdefault(name or pattern, t)
-                return self.seen[name or pattern]
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        tail = self.text()[-2000:]
-        raise TimeoutError(f"{self.firmware} VM: no {pattern!r} on serial after {timeout:.0f}s "
-                           f"(qemu rc={self.proc.poll()}); serial tail:\n{tail}")
+        try:
+            wait_for(lambda: rx.search(self.text()), timeout, what=f"{pattern!r} on serial",
+                     unless=lambda: not self.running())
+        except TimeoutError:
+            raise TimeoutError(f"{self.firmware} VM: no {pattern!r} on serial after {timeout:.0f}s "
+                               f"(qemu rc={self.proc.poll()}); serial tail:\n{self.text()[-2000:]}") from None
+        return self.seen.setdefault(name or pattern, time.monotonic() - self.started)
 
     def wait_after(self, anchor: str, pattern: str, timeout: float, name: str | None = None) -> float:
         """Like wait(), but `pattern` must appear after the first match of `anchor`."""
@@ -96,16 +95,12 @@ class Vm:
             m = rx_a.search(text)
             return bool(m and rx.search(text, m.end()))
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if after():
-                t = time.monotonic() - self.started
-                return self.seen.setdefault(name or pattern, t)
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.firmware} VM: no {pattern!r} after {anchor!r} within {timeout:.0f}s; "
-                           f"serial tail:\n{self.text()[-2000:]}")
+        try:
+            wait_for(after, timeout, what=f"{pattern!r} after {anchor!r}", unless=lambda: not self.running())
+        except TimeoutError:
+            raise TimeoutError(f"{self.firmware} VM: no {pattern!r} after {anchor!r} within {timeout:.0f}s; "
+                               f"serial tail:\n{self.text()[-2000:]}") from None
+        return self.seen.setdefault(name or pattern, time.monotonic() - self.started)
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -142,4 +137,4 @@ def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str =
         raise ValueError(f"unknown firmware {firmware!r}")
     started = time.monotonic()
     proc = lab.spawn(sw, argv, stdout=subprocess.DEVNULL, stderr=open(workdir / f"{name}-qemu.log", "wb"))
-    return Vm(proc, serial, started, firmware, mac)
+    return Vm(proc, serial, started, firmware, mac, name=name)

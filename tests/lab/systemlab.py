@@ -7,11 +7,14 @@
         sl.boot("bios")   # a QEMU client on the lab bridge
 
 The container replaces the boot-server namespace's processes of BootLab: pxed, tftp-hpa
-and lighttpd are started by the container's systemd from the installed units.
+and lighttpd are started by the container's systemd from the installed units.  Both labs
+are LabNetworks (tests/lab/network.py), built and closed alike; on failure the summary carries the
+container's journal of pxed's units and its console.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,13 +22,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tests.lab.bootlab import DEBIAN_ENTRY
-from tests.lab.netns import Netns
+from tests.lab.netns import Netns, Segment
 from tests.lab.network import LabNetwork
 from tests.lab.nspawn import Container, debian_tree, install_pxed, runtime_packages
-from tests.lab.qemu import INITRD, KERNEL, Vm
+from tests.lab.qemu import INITRD, KERNEL
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_ROOT = "/var/lib/pxed/boot"
@@ -35,32 +38,57 @@ WEB_IP = "10.77.0.60"  # the namespace that fetches over TFTP and HTTP (a booted
 @dataclass
 class SystemLab(LabNetwork):
     deb: Path | None = None  # install this package; None: `make install`
+    tree: Path | None = None  # the debootstrap'd Debian 12 the container boots (prepare)
     web: Netns | None = None
     container: Container | None = None
     installed_by: str = ""
-
-    def __enter__(self) -> SystemLab:
-        return self
-
-    def stop_servers(self) -> None:
-        if self.container is not None:
-            self.container.stop()
+    vm_prefix: ClassVar[str] = "sys-"
+    vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:5e:00:01", "uefi": "52:54:00:5e:00:01"}
 
     @property
     def c(self) -> Container:
         assert self.container is not None, "start() first"
         return self.container
 
-    def start(self) -> None:
-        tree = debian_tree(runtime_packages(self.deb))
-        seg = self.network()
+    def prepare(self) -> None:
+        """The system tree (built once per package list, minutes; before any namespace exists)."""
+        self.tree = debian_tree(runtime_packages(self.deb))
+
+    def network(self) -> Segment:
+        """BootLab's network, and the web namespace that fetches over TFTP and HTTP as a booted client would."""
+        seg = super().network()
         self.web = self.lab.netns("web")
         self.lab.port(seg.sw, seg.bridge, self.web, "lab0")
         self.web.ip("addr", "add", f"{WEB_IP}/24", "dev", "lab0")
-        self.container = Container(tree, self.workdir / "container", netns=seg.srv.name)
+        return seg
+
+    def start_servers(self) -> None:
+        """The container on the server namespace, pxed installed and configured in it."""
+        assert self.seg is not None and self.tree is not None
+        self.container = Container(self.tree, self.workdir / "container", netns=self.seg.srv.name)
         self.container.start()
         self.installed_by = install_pxed(self.container, self.deb)
         self.configure()
+
+    def stop_servers(self) -> None:
+        if self.container is not None:
+            self.container.stop()
+
+    def journals(self) -> dict[str, str]:
+        """The container's journal of pxed's units, its failed units, and its console."""
+        c = self.container
+        if c is None:
+            return {}
+        out = {}
+        if c.leader and c.proc is not None and c.proc.poll() is None:
+            out["container journal of pxed's units (last 120 lines)"] = c.journal(
+                "-u", "pxed.socket", "-u", "pxed-pxe.socket", "-u", "pxed.service", "-u", "pxed-tftp.service",
+                "-u", "pxed-http.service", "-n", "120")
+            out["container: systemctl --failed"] = c.run(["systemctl", "--failed", "--no-pager", "--plain"],
+                                                         check=False, timeout=30).stdout
+        with contextlib.suppress(OSError):
+            out["container console"] = c.console.read_text(errors="replace")
+        return out
 
     def configure(self) -> None:
         """What an admin does after installing (README.Debian): name the interface (and here add
@@ -94,7 +122,3 @@ class SystemLab(LabNetwork):
         """A command (curl) in the web namespace, binary output."""
         assert self.web is not None
         return subprocess.run(self.web.argv(argv), capture_output=True, timeout=timeout)
-
-    def boot(self, firmware: str = "bios", *, mac: str | None = "52:54:00:5e:00:01", nic_rom: bool | None = None,
-             name: str | None = None) -> Vm:
-        return super().boot(firmware, mac=mac, nic_rom=nic_rom, name=name or f"sys-{firmware}{len(self.vms)}")

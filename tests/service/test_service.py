@@ -17,6 +17,7 @@ from pxed.service import events as ev
 from pxed.service.clients import SeenLimiter
 from tests.images import isos
 from tests.images.conftest import SERVER, Env, make_env, write_config
+from tests.lab.netns import wait_for_async
 
 ENTRY = "[Entry site]\nTitle=Site tools\nKernel=site/vmlinuz\n"
 
@@ -91,8 +92,7 @@ def test_events_of_an_import_a_removal_and_a_flood_of_clients(tmp_path: Path) ->
         env.service.submit_import(open_ro(iso), "arch", ImportOptions())
         with pytest.raises(Exists):  # the queued job's name is taken, before its import even begins
             env.service.submit_import(open_ro(iso), "arch", ImportOptions())
-        while env.service.list_jobs():
-            await asyncio.sleep(0.02)
+        await wait_for_async(lambda: not env.service.list_jobs(), 60, interval=0.02, what="both imports to end")
         await env.service.remove("arch_202611")
         await env.service.remove("arch")
 
