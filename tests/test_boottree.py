@@ -24,19 +24,19 @@ def populate(boot: Path, system_root: Path = Path("/")) -> Installed:
 def fake_root(root: Path, layout: str) -> Path:
     """A system tree with syslinux laid out as Debian's, Fedora's or Arch's packages do (dummy bytes)."""
     if layout == "debian":
-        files = ["usr/lib/PXELINUX/lpxelinux.0", "usr/lib/syslinux/memdisk",
+        files = ["usr/lib/PXELINUX/lpxelinux.0", "usr/lib/PXELINUX/pxelinux.0", "usr/lib/syslinux/memdisk",
                  "usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "boot/memtest86+x64.bin", "usr/share/misc/pci.ids",
                  "lib/modules/6.1.0-9-amd64/modules.alias"]
         files += [f"usr/lib/syslinux/modules/bios/{m}" for m in (*REQUIRED_BIOS_MODULES, "hdt.c32")]
         files += [f"usr/lib/syslinux/modules/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
     elif layout == "fedora":  # syslinux-nonlinux and syslinux-efi64
-        files = ["usr/share/syslinux/lpxelinux.0", "usr/share/syslinux/memdisk",
+        files = ["usr/share/syslinux/lpxelinux.0", "usr/share/syslinux/pxelinux.0", "usr/share/syslinux/memdisk",
                  "usr/share/syslinux/efi64/syslinux.efi", "usr/share/hwdata/pci.ids"]
         files += [f"usr/share/syslinux/{m}" for m in REQUIRED_BIOS_MODULES]
         files += [f"usr/share/syslinux/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
     else:
-        files = ["usr/lib/syslinux/bios/lpxelinux.0", "usr/lib/syslinux/bios/memdisk",
-                 "usr/lib/syslinux/efi64/syslinux.efi"]
+        files = ["usr/lib/syslinux/bios/lpxelinux.0", "usr/lib/syslinux/bios/pxelinux.0",
+                 "usr/lib/syslinux/bios/memdisk", "usr/lib/syslinux/efi64/syslinux.efi"]
         files += [f"usr/lib/syslinux/bios/{m}" for m in REQUIRED_BIOS_MODULES]
         files += [f"usr/lib/syslinux/efi64/{m}" for m in REQUIRED_EFI64_MODULES]
     for f in files:
@@ -51,7 +51,7 @@ def test_populate_from_distro_layouts(tmp_path: Path, layout: str) -> None:
     root = fake_root(tmp_path / "sys", layout)
     boot = tmp_path / "boot"
     extras = populate(boot, system_root=root)
-    for name in ("lpxelinux.0", "memdisk", "ldlinux.c32", "vesamenu.c32", "whichsys.c32", "chain.c32",
+    for name in ("lpxelinux.0", "pxelinux.0", "memdisk", "ldlinux.c32", "vesamenu.c32", "whichsys.c32", "chain.c32",
                  "efi64/syslinux.efi", "efi64/ldlinux.e64", "efi64/menu.c32"):
         assert (boot / name).is_file(), name
     assert oct((boot / "lpxelinux.0").stat().st_mode & 0o777) == "0o644"

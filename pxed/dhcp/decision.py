@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pxed.model import Firmware, PxeStage
 
@@ -51,10 +51,15 @@ class BootFile:
 @dataclass(frozen=True, slots=True)
 class BootPolicy:
     """What pxed answers: the boot file of each firmware class (a class missing, or with an
-    empty path, is not answered), iPXE's own, and the network rules.  Knows no boot loader."""
+    empty path, is not answered), iPXE's own, and the network rules.  Knows no boot loader.
+
+    A client already running iPXE gets ``ipxe_boot_file`` when set ([Boot] IPXE=), else its
+    class's entry in ``ipxe_boot_files`` (the loader's build for iPXE's network stack), else
+    the class's boot file."""
 
     boot_files: Mapping[Firmware, BootFile]
     ipxe_boot_file: BootFile | None = None
+    ipxe_boot_files: Mapping[Firmware, BootFile] = field(default_factory=dict)
     http_port: int = 80
     allow_relay: bool = False
     vendor_classes: tuple[str, ...] = ()

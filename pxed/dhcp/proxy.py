@@ -73,7 +73,7 @@ def decide(packet: Packet, peer: Peer, iface: InterfaceInfo, policy: BootPolicy)
                        req, notable=True)
     if req.http and on_pxe_port:
         return _ignore("UEFI HTTP Boot clients are not answered on port 4011", req)
-    boot: BootFile | None = policy.ipxe_boot_file if req.ipxe else None
+    boot: BootFile | None = (policy.ipxe_boot_file or policy.ipxe_boot_files.get(firmware)) if req.ipxe else None
     if boot is None or not boot.path:
         boot = policy.boot_files.get(firmware)
         if boot is None or not boot.path:

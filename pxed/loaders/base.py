@@ -59,6 +59,10 @@ class Loader(Protocol):
         """The file, relative to the boot root, that firmware of this class loads first."""
         ...
 
+    def ipxe_boot_file(self, firmware: Firmware) -> str | None:
+        """The build to give firmware of this class whose network stack is iPXE, if it differs."""
+        ...
+
     def dhcp_options(self, boot_file: str) -> tuple[tuple[int, bytes], ...]:
         """Extra DHCP options (code, value) for PXE replies naming ``boot_file``."""
         ...

@@ -3,9 +3,15 @@
 Boot root layout::
 
     lpxelinux.0, ldlinux.c32, *.c32, memdisk      BIOS (option 210 prefix "/")
+    pxelinux.0                                    BIOS on iPXE's network stack
     efi64/syslinux.efi, efi64/ldlinux.e64, *.c32  x86-64 UEFI, PXE and HTTP Boot (prefix "efi64/")
     <prefix>pxelinux.cfg/default                  whichsys.c32: the PXE menu, or the local disk
     <prefix>pxelinux.cfg/pxe.cfg, sys.cfg
+
+On iPXE's network stack (the NIC ROM of QEMU and of many servers, or a chained
+undionly.kpxe) BIOS clients get ``pxelinux.0`` instead: the same syslinux without lwIP,
+which fetches ``http://`` through iPXE's own TCP (PXENV_FILE_OPEN).  lpxelinux's lwIP ends
+about one HTTP download in fifteen early there ("Boot failed"; docs/boot-failures.md).
 
 Option 209 names the config file and 210 the directory the boot file came from, so
 both builds find their own modules and menus (pxelinux reads them before its own
@@ -48,6 +54,9 @@ NEEDED: tuple[Needed, ...] = (
     Needed("lpxelinux.0", ("/usr/lib/PXELINUX/lpxelinux.0", "/usr/lib/syslinux/bios/lpxelinux.0",
                            "/usr/share/syslinux/lpxelinux.0"),
            "lpxelinux.0", ((_DEBIAN, "pxelinux"), (_ARCH, "syslinux")), _BIOS),
+    Needed("pxelinux.0", ("/usr/lib/PXELINUX/pxelinux.0", "/usr/lib/syslinux/bios/pxelinux.0",
+                          "/usr/share/syslinux/pxelinux.0"),
+           "pxelinux.0", ((_DEBIAN, "pxelinux"), (_ARCH, "syslinux")), _BIOS),
     Needed("memdisk", ("/usr/lib/syslinux/memdisk", "/usr/lib/syslinux/bios/memdisk", "/usr/share/syslinux/memdisk"),
            "memdisk", ((_DEBIAN, "syslinux-common"), (_ARCH, "syslinux")), _BIOS),
     Needed("BIOS syslinux modules", ("/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux/bios", "/usr/share/syslinux"),
@@ -76,6 +85,9 @@ class Syslinux:
 
     def boot_file(self, firmware: Firmware) -> str:
         return _BOOT_FILES[firmware]
+
+    def ipxe_boot_file(self, firmware: Firmware) -> str | None:
+        return "pxelinux.0" if firmware is Firmware.BIOS else None
 
     def dhcp_options(self, boot_file: str) -> tuple[tuple[int, bytes], ...]:
         return ((Opt.PXELINUX_CONFIGFILE, CONFIG_FILE), (Opt.PXELINUX_PATHPREFIX, path_prefix(boot_file)))

@@ -23,7 +23,10 @@ def syslinux_file(path: str, *, http: bool = False) -> BootFile:
 
 def syslinux_policy(boot_files: Mapping[Firmware, str] = DEFAULT_BOOT_FILES, ipxe_boot_file: str | None = None,
                     **kw: Any) -> BootPolicy:
-    """A policy serving `boot_files` (firmware → path) and `ipxe_boot_file` as syslinux files; `kw`: the rest."""
+    """A policy serving `boot_files` (firmware → path) and `ipxe_boot_file` as syslinux files, and
+    pxelinux.0 to BIOS clients on iPXE when BIOS has lpxelinux.0, as pxed.conf's defaults do; `kw`: the rest."""
     files = MappingProxyType({fw: syslinux_file(p, http=fw.is_http) for fw, p in boot_files.items()})
+    on_ipxe = {Firmware.BIOS: syslinux_file("pxelinux.0")} if boot_files.get(Firmware.BIOS) == "lpxelinux.0" else {}
+    kw.setdefault("ipxe_boot_files", MappingProxyType(on_ipxe))
     return BootPolicy(boot_files=files, ipxe_boot_file=syslinux_file(ipxe_boot_file) if ipxe_boot_file else None,
                       **kw)

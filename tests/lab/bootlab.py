@@ -143,6 +143,6 @@ class BootLab(LabNetwork):
             "dnsmasq", "--keep-in-foreground", "--no-daemon", "--port=0", "--no-resolv", "--no-hosts",
             "--bind-interfaces", "--interface=lab0", "--except-interface=lo", "--no-ping",
             "--dhcp-range=10.77.0.0,proxy,255.255.255.0", "--log-dhcp",
-            "--pxe-service=x86PC,pxed,lpxelinux", "--pxe-service=X86-64_EFI,pxed,efi64/syslinux.efi",
+            "--pxe-service=x86PC,pxed,pxelinux", "--pxe-service=X86-64_EFI,pxed,efi64/syslinux.efi",
             "--pxe-service=BC_EFI,pxed,efi64/syslinux.efi", f"--pid-file={self.workdir / 'dnsmasq-proxy.pid'}",
         ], stdout=subprocess.DEVNULL, stderr=open(self.workdir / "dnsmasq-proxy.log", "wb"))

@@ -249,7 +249,7 @@ def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware
     stages = [json.loads(line).get("PXE_STAGE") for line in
               sl.c.journal("-u", "pxed", f"CLIENT_MAC={mac}", "-o", "json").splitlines() if line.strip()]
     assert "offer" in stages, (stages, sl.c.journal("-u", "pxed", "-n", "40"))
-    boot_file = "lpxelinux.0" if firmware == "bios" else "efi64/syslinux.efi"
+    boot_file = "pxelinux.0" if firmware == "bios" else "efi64/syslinux.efi"  # the VM's NIC ROM is iPXE
     tftp_log = sl.c.journal("-u", "pxed-tftp")
     fetched_by = set(re.findall(rf"RRQ from (10\.77\.0\.\d+) filename /?{re.escape(boot_file)}$", tftp_log, re.M))
     assert fetched_by - {WEB_IP}, tftp_log[-3000:]  # the VM's lease address, not the test's own fetch
