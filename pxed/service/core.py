@@ -385,17 +385,7 @@ class Service:
 
     def _begin_import(self, record: ImageRecord) -> None:
         with self._lock:
-            if any(r.id == record.id for r in self._images):
-                raise Exists(f"an image named {record.id!r} already exists",
-                             hint=f"choose another --name or pxectl remove {record.id}")
-            try:
-                rules.check_entry_id(record.id)
-            except ValueError as e:
-                raise InvalidName(f"the ISO's name {record.id!r} cannot be an image name: {e}",
-                                  hint="give one: pxectl add --name NAME") from None
-            if any(e.id == record.id for e in self._config.entries):
-                raise Exists(f"{record.id!r} is a menu entry of pxed.conf ([Entry {record.id}])",
-                             hint="give another: pxectl add --name NAME")
+            self.check_new_id(record.id, queued=False)  # again: a name from the ISO is first known here
             self._save((*self._images, record))
 
     def _commit_import(self, record: ImageRecord) -> None:
