@@ -18,5 +18,7 @@ def test_dhcp_bench_runs_both_servers_and_the_cold_start() -> None:
     for kind in ("pxed", "dnsmasq"):
         (row,) = res["load"][kind]
         assert row["sent"] == 300 and row["acks"] == row["offers"] == 300, (kind, row)
-        assert row["log_lines_per_tx"] == 2.0, (kind, row)
+        # one line per exchange (offer, ack); pxed adds at most one ClientSeen rate-limit summary a
+        # second, which lands inside the 1 s load window once or twice: 600..602 lines for 300
+        assert 2.0 <= row["log_lines_per_tx"] <= 2.01, (kind, row)
     assert len(res["cold_start_ms"]) == 3
