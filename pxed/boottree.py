@@ -9,6 +9,7 @@ populated boot root offers, without copying.
 Tools in the boot root::
 
     memtest/memtest.bin                            memtest86+ for BIOS, when installed
+    memtest/memtest64.efi                          memtest86+ for x86-64 UEFI (unsigned), when installed
     hdt/pci.ids, hdt/modules.alias                 PCI names and driver aliases for HDT, when installed
 """
 
@@ -29,6 +30,9 @@ _BIOS = frozenset({Firmware.BIOS})
 MEMTEST = Needed("memtest86+", ("/boot/memtest86+x64.bin", "/boot/memtest86+.bin", "/boot/memtest86+/memtest.bin"),
                  "memtest/memtest.bin", (("Debian/Ubuntu", "memtest86+"), ("Arch", "memtest86+")), _BIOS,
                  optional=True)
+MEMTEST_EFI = Needed("memtest86+ (UEFI)", ("/boot/memtest86+x64.efi", "/boot/memtest86+/memtest.efi"),
+                     "memtest/memtest64.efi", (("Debian/Ubuntu", "memtest86+"), ("Arch", "memtest86+-efi")),
+                     frozenset({Firmware.EFI64, Firmware.HTTP64}), optional=True)
 PCI_IDS = Needed("pci.ids", ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"), "hdt/pci.ids",
                  (("Debian/Ubuntu", "pci.ids"), ("Arch", "hwdata")), _BIOS, optional=True)
 MODALIAS = "hdt/modules.alias"
@@ -76,7 +80,7 @@ def populate(boot_root: Path, needed: Sequence[Needed], *, system_root: Path = P
         if missing:
             raise MissingPackage(f"{', '.join(missing)} missing from {found}",
                                  hint=f"reinstall {n.packages[0][1]}")
-    for tool in (MEMTEST, PCI_IDS):
+    for tool in (MEMTEST, MEMTEST_EFI, PCI_IDS):
         if (found_tool := _find(tool, system_root)) is not None:
             put(found_tool, tool.dest)
     alias = _modalias(system_root)
@@ -99,5 +103,5 @@ def scan(boot_root: Path) -> Installed:
     def have(rel: str) -> str | None:
         return rel if (boot_root / rel).exists() else None
 
-    return Installed(memtest=have(MEMTEST.dest), hdt=have(HDT), pciids=have(PCI_IDS.dest),
-                     modalias=have(MODALIAS))
+    return Installed(memtest=have(MEMTEST.dest), memtest_efi=have(MEMTEST_EFI.dest), hdt=have(HDT),
+                     pciids=have(PCI_IDS.dest), modalias=have(MODALIAS))

@@ -19,17 +19,22 @@ from pxed.model import ALL_FIRMWARE, BootEntry, Firmware, Installed, Menu, Tool
 
 TEMPLATE_DIR = Path("/etc/pxed/templates")
 _BIOS = frozenset({Firmware.BIOS})
+_UEFI = frozenset(fw for fw in Firmware if fw.is_uefi)
+_X64_UEFI = frozenset({Firmware.EFI64, Firmware.HTTP64})  # memtest86+'s EFI build is x86-64
 
 
 def tools(config: Config, installed: Installed) -> tuple[Tool, ...]:
     """The menu's tail, in the order of :data:`pxed.rules.TOOL_IDS`, as far as it is installed and wanted."""
     out = [Tool("local", "Boot existing OS", ALL_FIRMWARE)]
-    if installed.memtest and config.menu.memtest:
-        out.append(Tool("memtest", "Run Memtest86+ (RAM test)", _BIOS, path=installed.memtest))
+    if (installed.memtest or installed.memtest_efi) and config.menu.memtest:
+        where = (_BIOS if installed.memtest else frozenset()) | (_X64_UEFI if installed.memtest_efi else frozenset())
+        out.append(Tool("memtest", "Run Memtest86+ (RAM test)", where, path=installed.memtest,
+                        efi_path=installed.memtest_efi))
     if installed.hdt and config.menu.hdt:
         args = tuple((k, v) for k, v in (("pciids", installed.pciids), ("modules_alias", installed.modalias)) if v)
         out.append(Tool("hdt", "Hardware Information (HDT)", _BIOS, path=installed.hdt, args=args))
-    out += [Tool("reboot", "Reboot", ALL_FIRMWARE), Tool("poweroff", "Power Off", ALL_FIRMWARE)]
+    out += [Tool("fwsetup", "UEFI Firmware Settings", _UEFI), Tool("reboot", "Reboot", ALL_FIRMWARE),
+            Tool("poweroff", "Power Off", ALL_FIRMWARE)]
     assert [t.id for t in out] == [i for i in rules.TOOL_IDS if i in {t.id for t in out}]
     return tuple(out)
 

@@ -135,6 +135,7 @@ class Tool:
     firmware: frozenset[Firmware]
     path: str | None = None
     args: tuple[tuple[str, str], ...] = ()
+    efi_path: str | None = None  # the program's UEFI build (memtest86+'s memtest64.efi), when it has one
 
 
 ALL_FIRMWARE: frozenset[Firmware] = frozenset(Firmware)
@@ -163,6 +164,7 @@ class Installed:
     """The menu tools the boot root offers."""
 
     memtest: str | None = None  # paths relative to the boot root
+    memtest_efi: str | None = None
     hdt: str | None = None
     pciids: str | None = None
     modalias: str | None = None

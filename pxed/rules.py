@@ -19,7 +19,7 @@ MAX_CMDLINE = 2047  # bytes; syslinux's APPEND buffer, and far below GRUB's and 
 _CTRL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 # The menu's tail, in menu order: ids every boot loader gives its built-in tools.
-TOOL_IDS = ("local", "memtest", "hdt", "reboot", "poweroff")
+TOOL_IDS = ("local", "memtest", "hdt", "fwsetup", "reboot", "poweroff")
 # Labels the loaders' own menus use (syslinux's top menu: select, pxe, sys).
 LOADER_LABELS = ("select", "pxe", "sys")
 RESERVED_IDS = frozenset(TOOL_IDS + LOADER_LABELS)

@@ -10,10 +10,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from pxed.loaders.base import Loader, Needed
+from pxed.loaders.grub import GRUB
 from pxed.loaders.syslinux import SYSLINUX
 from pxed.model import Firmware
 
-LOADERS: Mapping[str, Loader] = MappingProxyType({SYSLINUX.name: SYSLINUX})
+LOADERS: Mapping[str, Loader] = MappingProxyType({SYSLINUX.name: SYSLINUX, GRUB.name: GRUB})
 # The loader of each firmware class when pxed.conf names none; a class missing here gets no
 # boot file unless [Boot] sets one.
 DEFAULT_LOADERS: Mapping[Firmware, str] = MappingProxyType(

@@ -71,7 +71,8 @@ NEEDED: tuple[Needed, ...] = (
            suffixes=(".c32", ".e64"), required=REQUIRED_EFI64_MODULES),
 )
 # What each tool needs from syslinux beyond the tool's own firmware.
-_TOOL_FIRMWARE: Mapping[str, frozenset[Firmware]] = {"poweroff": _BIOS}
+# syslinux.efi cannot start EFI programs (memtest86+'s EFI build) nor enter firmware setup.
+_TOOL_FIRMWARE: Mapping[str, frozenset[Firmware]] = {"poweroff": _BIOS, "memtest": _BIOS, "fwsetup": frozenset()}
 
 
 def path_prefix(boot_file: str) -> bytes:

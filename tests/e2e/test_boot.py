@@ -8,30 +8,22 @@ from the generated units, and a QEMU client on the bridge, all in namespaces.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import need, need_tool
+from tests.conftest import need
 from tests.lab.bootlab import MILESTONES, BootLab
-from tests.lab.netns import can_run_lab, wait_for
-from tests.lab.qemu import INITRD, KERNEL, OVMF_CODE
-from tests.lab.servers import world_readable_dir
+from tests.lab.netns import wait_for
+from tests.lab.qemu import OVMF_CODE
 
 pytestmark = [pytest.mark.qemu, pytest.mark.integration, pytest.mark.slow]
 IPXE_ISO = Path("/usr/lib/ipxe/ipxe.iso")
 
 
 @pytest.fixture
-def workdir() -> Iterator[Path]:
-    reason = can_run_lab()
-    need(reason is None, reason or "")
-    need_tool("qemu-system-x86_64", "systemd-socket-activate", "dnsmasq", "in.tftpd", "lighttpd", "setpriv")
-    need(KERNEL.exists() and INITRD.exists(), "Debian netboot kernel missing (debian-installer-12-netboot-amd64)")
-    d = world_readable_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def workdir(lab_dir: Path) -> Path:
+    return lab_dir
 
 
 def boot_to_kernel(bl: BootLab, firmware: str) -> None:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,10 +22,9 @@ from pxed.service import ImportOptions, Service
 from tests.conftest import need, need_tool
 from tests.images import isos
 from tests.lab.bootlab import DEBIAN_ENTRY, BootLab
-from tests.lab.netns import can_run_lab, wait_for
+from tests.lab.netns import wait_for
 from tests.lab.pxedproc import write_config
-from tests.lab.qemu import INITRD, KERNEL
-from tests.lab.servers import world_readable_dir
+from tests.lab.qemu import KERNEL
 
 pytestmark = [pytest.mark.qemu, pytest.mark.integration, pytest.mark.slow]
 IPXE_ISO = Path("/usr/lib/ipxe/ipxe.iso")
@@ -78,15 +75,9 @@ def initramfs(workdir: Path) -> bytes:
 
 
 @pytest.fixture
-def workdir() -> Iterator[Path]:
-    reason = can_run_lab()
-    need(reason is None, reason or "")
-    need_tool("qemu-system-x86_64", "systemd-socket-activate", "dnsmasq", "in.tftpd", "lighttpd", "setpriv", "xorriso",
-              "gcc")
-    need(KERNEL.exists() and INITRD.exists(), "Debian netboot kernel missing (debian-installer-12-netboot-amd64)")
-    d = world_readable_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def workdir(lab_dir: Path) -> Path:
+    need_tool("xorriso", "gcc")
+    return lab_dir
 
 
 def import_into(workdir: Path, iso: Path, name: str | None = None) -> str:

@@ -52,8 +52,12 @@ class LabNetwork:
     lab: Lab = field(init=False)
     seg: Segment | None = None
     vms: list[Vm] = field(default_factory=list)
+    # extra dnsmasq options for the network's own DHCP server (e.g. a next-server, the documented
+    # fallback for boot loaders that ignore proxy DHCP)
+    dhcp_extra: tuple[str, ...] = ()
     vm_prefix: ClassVar[str] = ""  # VM names (and their serial logs): <prefix><firmware><n>
-    vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:00:b1:05", "uefi": "52:54:00:00:ef:64"}
+    vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:00:b1:05", "uefi": "52:54:00:00:ef:64",
+                                         "uefi-sb": "52:54:00:00:5b:64", "arm64": "52:54:00:00:aa:64"}
 
     def __post_init__(self) -> None:
         self.lab = Lab(workdir=self.workdir)
@@ -84,7 +88,7 @@ class LabNetwork:
     def network(self) -> Segment:
         """The lab segment with the network's own DHCP server (leases only) and router advertisements."""
         seg = self.seg = self.lab.segment()
-        self.lab.dnsmasq_dhcp(seg, self.workdir)
+        self.lab.dnsmasq_dhcp(seg, self.workdir, extra=self.dhcp_extra)
         router_advertisements(self.lab, seg, self.workdir)
         return seg
 

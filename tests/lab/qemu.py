@@ -20,6 +20,13 @@ from tests.lab.netns import Lab, Netns, stop_process, wait_for
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot: the SMM build, and variables with Microsoft's keys enrolled and Secure Boot on
+OVMF_SB_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+OVMF_SB_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd")
+AAVMF_CODE = Path("/usr/share/AAVMF/AAVMF_CODE.fd")
+AAVMF_VARS = Path("/usr/share/AAVMF/AAVMF_VARS.fd")
+ARM64_NETBOOT_DIR = Path("/usr/lib/debian-installer/images/12/arm64/text/debian-installer/arm64")
+FIRMWARES = ("bios", "uefi", "uefi-sb", "arm64")
 NETBOOT_DIR = Path("/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 KERNEL = NETBOOT_DIR / "linux"
 _ANSI = re.compile(rb"\x1b(\[[0-9;?=]*[A-Za-z]|[()][0-9A-Za-z]|[=>78DEHMc])")
@@ -109,10 +116,18 @@ class Vm:
 def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str = "bios",
              mac: str = "52:54:00:12:34:56", memory: int = 512, name: str = "vm",
              nic_rom: bool | None = None) -> Vm:
-    """Boot a VM from the network on `bridge` (in namespace `sw`)."""
+    """Boot a VM from the network on `bridge` (in namespace `sw`).
+
+    ``firmware``: "bios" (SeaBIOS, iPXE NIC ROM), "uefi" (OVMF), "uefi-sb" (OVMF with Secure Boot
+    enforced: the SMM build with Microsoft's keys enrolled), "arm64" (qemu-system-aarch64 with AAVMF).
+    """
+    if firmware not in FIRMWARES:
+        raise ValueError(f"unknown firmware {firmware!r}")
     tap = lab.tap(sw, bridge)
     serial = workdir / f"{name}-serial.log"
     serial.unlink(missing_ok=True)
+    if firmware == "arm64":
+        return _start_arm64(lab, sw, tap, serial, workdir, mac=mac, memory=memory, name=name)
     argv = [
         "qemu-system-x86_64", "-accel", accelerator(), "-m", str(memory), "-display", "none", "-nodefaults",
         "-no-reboot", "-boot", "n", "-chardev", f"file,id=s0,path={serial}", "-serial", "chardev:s0",
@@ -127,14 +142,32 @@ def start_vm(lab: Lab, sw: Netns, bridge: str, workdir: Path, *, firmware: str =
     if firmware == "bios":
         # SeaBIOS mirrors its console (and so iPXE's) to the serial port.
         argv += ["-fw_cfg", "name=etc/sercon-port,string=0x3f8", "-vga", "std"]
-    elif firmware == "uefi":
-        vars_copy = workdir / f"{name}-OVMF_VARS.fd"
-        shutil.copyfile(OVMF_VARS, vars_copy)
-        argv += ["-machine", "q35", "-vga", "std",
-                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
     else:
-        raise ValueError(f"unknown firmware {firmware!r}")
+        secure = firmware == "uefi-sb"
+        code, variables = (OVMF_SB_CODE, OVMF_SB_VARS) if secure else (OVMF_CODE, OVMF_VARS)
+        vars_copy = workdir / f"{name}-OVMF_VARS.fd"
+        shutil.copyfile(variables, vars_copy)
+        argv += ["-machine", "q35,smm=on" if secure else "q35", "-vga", "std",
+                 "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                 "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+        if secure:  # only SMM code may write the variable store: the OS cannot turn Secure Boot off
+            argv += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
     started = time.monotonic()
     proc = lab.spawn(sw, argv, stdout=subprocess.DEVNULL, stderr=open(workdir / f"{name}-qemu.log", "wb"))
     return Vm(proc, serial, started, firmware, mac, name=name)
+
+
+def _start_arm64(lab: Lab, sw: Netns, tap: str, serial: Path, workdir: Path, *, mac: str, memory: int,
+                 name: str) -> Vm:
+    """An arm64 UEFI machine (TCG): QEMU's virt board with AAVMF; its PXE is EDK2's, as on x86-64."""
+    vars_copy = workdir / f"{name}-AAVMF_VARS.fd"  # virt's pflash banks are 64 MiB; Debian's images are that size
+    shutil.copyfile(AAVMF_VARS, vars_copy)
+    argv = ["qemu-system-aarch64", "-M", "virt", "-cpu", "max", "-m", str(max(memory, 1024)), "-display", "none",
+            "-nodefaults", "-no-reboot", "-chardev", f"file,id=s0,path={serial}", "-serial", "chardev:s0",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={AAVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-netdev", f"tap,id=n0,ifname={tap},script=no,downscript=no",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile="]
+    started = time.monotonic()
+    proc = lab.spawn(sw, argv, stdout=subprocess.DEVNULL, stderr=open(workdir / f"{name}-qemu.log", "wb"))
+    return Vm(proc, serial, started, "arm64", mac, name=name)
