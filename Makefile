@@ -134,8 +134,9 @@ typecheck:
 	$(PYTHON) -m mypy
 
 ## make demo: a VM boots from pxed in a lab network namespace (serial console shown).
+## make demo UEFI=1: OVMF instead of SeaBIOS; make demo SECUREBOOT=1: OVMF with Secure Boot, shim + GRUB.
 demo: deps
-	$(PYTHON) -m tests.lab.demo
+	$(PYTHON) -m tests.lab.demo $(if $(UEFI),--uefi) $(if $(SECUREBOOT),--secure-boot) $(DEMO_ARGS)
 
 ## make bench: ratios against dnsmasq and cp, measured in the same run.
 bench: deps

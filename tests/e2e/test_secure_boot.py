@@ -16,15 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_tool
-from tests.lab.bootlab import BootLab
-from tests.lab.netns import DHCP_IP, SERVER_IP, wait_for
+from tests.lab.bootlab import GRUB_CONFIG, NEXT_SERVER, BootLab
+from tests.lab.netns import DHCP_IP, wait_for
 from tests.lab.qemu import AAVMF_CODE, ARM64_NETBOOT_DIR, KERNEL, OVMF_SB_CODE, OVMF_SB_VARS
 
 pytestmark = [pytest.mark.qemu, pytest.mark.integration, pytest.mark.slow]
 SHIM = Path("/usr/lib/shim/shimx64.efi.signed")
 GRUB = Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed")
-NEXT_SERVER = (f"--dhcp-boot=,pxed,{SERVER_IP}",)  # the fallback: siaddr names pxed, no file name
-UEFI = "[Boot]\nEFI64Loader=grub\nARM64Loader=grub\n"
+UEFI = GRUB_CONFIG
 # a title GRUB's lexer would take apart if it were not quoted
 HOSTILE = "[Entry quoted]\nTitle=It's $(reboot); } {x}\nKernel=debian/linux\nAppend=a='b c' ; reboot $x \\\n"
 
@@ -129,4 +128,6 @@ def test_arm64_aavmf_boots_grub_menu_and_kernel(workdir: Path) -> None:
         vm.wait(r"Linux version", 900, "kernel started")
         stages = [(stage, e["BOOT_FILE"]) for _, stage, e in bl.pxed_events(vm)]
         assert ("ack", "shimaa64.efi") in stages, stages
+        # the boot tree took d-i's signed arm64 chain, whose GRUB reads the menu under debian-installer/
+        assert "debian-installer/arm64/grub/grub.cfg" in fetched(bl), fetched(bl)
         assert "aarch64" in vm.text() or "arm64" in vm.text()

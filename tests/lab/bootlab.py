@@ -28,6 +28,12 @@ MENU_TITLE = "pxed network boot"
 BOOT_FILE_LOADED = r"PXELINUX \d|Getting cached packet"
 MILESTONES = (("menu shown", MENU_TITLE),
               ("kernel loading over HTTP", r"Loading http://\S+/debian/linux"), ("kernel started", r"Linux version"))
+# UEFI through the distribution's signed shim + GRUB, and the network DHCP server's next-server
+# naming pxed: Debian 12's GRUB ignores proxy DHCP (docs/uefi-secure-boot.md).
+GRUB_CONFIG = "[Boot]\nEFI64Loader=grub\nARM64Loader=grub\n"
+NEXT_SERVER = ("--dhcp-boot=,pxed,10.77.0.1",)  # siaddr = pxed, no file name: shim still asks pxed
+GRUB_MILESTONES = (("shim loaded GRUB", r"Fetching Netboot Image grub\w+\.efi"), ("menu shown", MENU_TITLE),
+                   ("kernel loading over TFTP", r"Loading Debian 12 installer"), ("kernel started", r"Linux version"))
 DEBIAN_ENTRY = (
     "[Menu]\nTimeout={timeout}\nDefault={default}\n"
     "[Entry debian]\nTitle=Debian 12 installer (netboot)\nKernel=debian/linux\nInitrd=debian/initrd.gz\n"

@@ -3,7 +3,8 @@
 Builds the lab (namespaces, bridge, tap; 10.77.0.0/24), runs the network's own DHCP
 server (dnsmasq, leases only), pxed under socket activation, tftp-hpa and lighttpd from
 the units pxed's generator writes, and a QEMU machine (SeaBIOS with iPXE's NIC ROM, or
-OVMF with --uefi).  The VM's serial console is shown as it boots: pxed's menu, then the
+OVMF with --uefi, OVMF with Secure Boot enforced through the signed shim + GRUB with
+--secure-boot).  The VM's serial console is shown as it boots: pxed's menu, then the
 Linux kernel starting.  Then the boot timeline, and everything is removed.
 """
 
@@ -17,7 +18,7 @@ import signal
 import sys
 import time
 
-from tests.lab.bootlab import MILESTONES, BootLab
+from tests.lab.bootlab import GRUB_CONFIG, GRUB_MILESTONES, MILESTONES, NEXT_SERVER, BootLab
 from tests.lab.netns import can_run_lab, wait_for
 from tests.lab.qemu import accelerator
 from tests.lab.servers import world_readable_dir
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="make demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--uefi", action="store_true", help="boot OVMF (UEFI) instead of SeaBIOS")
+    p.add_argument("--secure-boot", action="store_true",
+                   help="boot OVMF with Secure Boot enforced through the signed shim + GRUB (implies --uefi)")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the kernel (default 300)")
     p.add_argument("--keep", action="store_true", help="leave the work directory for inspection")
     args = p.parse_args(argv)
@@ -43,12 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(f"demo: {reason}; run it as root (sudo make demo)", file=sys.stderr)
         return 1
-    firmware = "uefi" if args.uefi else "bios"
+    firmware = "uefi-sb" if args.secure_boot else "uefi" if args.uefi else "bios"
     wd = world_readable_dir("pxed-demo.")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     print(f"== pxed demo: {firmware.upper()} client, QEMU with {accelerator().upper()}, work dir {wd}")
     try:
-        with BootLab(wd) as bl:
+        lab = BootLab(wd, extra_config=GRUB_CONFIG, dhcp_extra=NEXT_SERVER) if args.secure_boot else BootLab(wd)
+        with lab as bl:
             bl.start()
             assert bl.pxed is not None
             status = next((n for n in reversed(bl.pxed.notifications()) if "STATUS=" in n), "")
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print("== powering on the VM; its serial console follows\n")
             vm = bl.boot(firmware)
             shown = 0
-            pending = list(MILESTONES)
+            pending = list(GRUB_MILESTONES if args.secure_boot else MILESTONES)
 
             def all_seen() -> bool:
                 nonlocal shown
