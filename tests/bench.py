@@ -9,7 +9,8 @@ Network boot, power-on to the kernel's first line on the serial console (TCG or 
 whatever the machine does), medians of interleaved runs:
   - BIOS and UEFI through pxed vs through dnsmasq's proxy mode, with the same tftp-hpa,
     lighttpd, boot tree and menus (target: ratio <= 1.05);
-  - the same BIOS boot with kernel and initrd over TFTP instead of HTTP (the gain of HTTP).
+  - the same BIOS boot with kernel and initrd over TFTP instead of HTTP (the gain of HTTP);
+  - UEFI (OVMF) through shim + GRUB vs through syslinux.efi, both from pxed (target: <= 0.7x).
 A noisy machine slows both sides of a ratio alike; the absolute seconds are printed too.
 """
 
@@ -22,16 +23,18 @@ import statistics
 import sys
 from collections.abc import Callable
 
-from tests.lab.bootlab import BootLab
+from tests.lab.bootlab import GRUB_CONFIG, NEXT_SERVER, BootLab
 from tests.lab.netns import can_run_lab
 from tests.lab.qemu import accelerator
 from tests.lab.servers import world_readable_dir
 
 
-def boot_seconds(proxy: str, firmware: str, *, tftp: bool = False) -> float:
+def boot_seconds(proxy: str, firmware: str, *, tftp: bool = False, grub: bool = False) -> float:
     wd = world_readable_dir("pxed-bench.")
+    lab = BootLab(wd, proxy=proxy, extra_config=GRUB_CONFIG, dhcp_extra=NEXT_SERVER) if grub else \
+        BootLab(wd, proxy=proxy)
     try:
-        with BootLab(wd, proxy=proxy) as bl:
+        with lab as bl:
             bl.start()
             if tftp:  # same menu, but syslinux fetches kernel and initrd over TFTP
                 for cfg in wd.glob("boot/**/pxelinux.cfg/pxe.cfg"):
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             "uefi pxed": lambda: boot_seconds("pxed", "uefi"),
             "uefi dnsmasq": lambda: boot_seconds("dnsmasq", "uefi"),
             "bios pxed kernel/TFTP": lambda: boot_seconds("pxed", "bios", tftp=True),
+            "uefi pxed shim+GRUB": lambda: boot_seconds("pxed", "uefi", grub=True),
         }
     got = measure(runs, cases)
     med = {k: statistics.median(v) for k, v in got.items()}
@@ -106,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if "bios pxed kernel/TFTP" in med:
         print(f"\nBIOS kernel+initrd over HTTP {med['bios pxed']:.1f} s vs TFTP {med['bios pxed kernel/TFTP']:.1f} s: "
               f"HTTP takes {med['bios pxed'] / med['bios pxed kernel/TFTP']:.2f}x the time of TFTP")
+    if "uefi pxed shim+GRUB" in med:
+        ratio = med["uefi pxed shim+GRUB"] / med["uefi pxed"]
+        print(f"\nUEFI through shim + GRUB {med['uefi pxed shim+GRUB']:.1f} s vs syslinux.efi "
+              f"{med['uefi pxed']:.1f} s: {ratio:.2f}x (target <= 0.7)")
+        ok &= ratio <= 0.7
     return 0 if ok else 2
 
 
