@@ -58,6 +58,11 @@ def _modules(directory: Path, suffixes: Iterable[str]) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in suffixes)
 
 
+def available(needed: Sequence[Needed], *, system_root: Path = Path("/")) -> bool:
+    """Whether every file ``needed`` requires is installed (a few stats, nothing copied)."""
+    return all(n.optional or _find(n, system_root) is not None for n in needed)
+
+
 def populate(boot_root: Path, needed: Sequence[Needed], *, system_root: Path = Path("/")) -> Installed:
     """Install ``needed`` and the tools into ``boot_root``; raises MissingPackage naming the package."""
     boot_root.mkdir(parents=True, exist_ok=True, mode=0o755)

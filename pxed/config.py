@@ -184,8 +184,10 @@ def _loader_help(fw: Firmware, what: str) -> str:
     able = sorted(name for name, loader in loaders.LOADERS.items() if fw in loader.firmware)
     if not able:
         return f"Boot loader for {what} clients: none supports them yet; set {fw.name}= to a boot file yourself."
-    return (f"Boot loader for {what} clients ({', '.join(able)}): the boot file and the menus. "
-            f"Default: {loaders.DEFAULT_LOADERS.get(fw, 'none')}.")
+    fallback = loaders.DEFAULT_LOADERS.get(fw, "none")
+    preferred = loaders.PREFERRED.get(fw)
+    default = f"{preferred} when its files are installed, else {fallback}" if preferred else fallback
+    return f"Boot loader for {what} clients ({', '.join(able)}): the boot file and the menus. Default: {default}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +303,13 @@ def default_config_path() -> Path:
     return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Read pxed.conf and its drop-ins.  A missing main file gives the defaults (unconfigured)."""
+def load_config(path: Path | None = None, *, system_root: Path | None = Path("/")) -> Config:
+    """Read pxed.conf and its drop-ins.  A missing main file gives the defaults (unconfigured).
+
+    A firmware class whose loader pxed.conf does not name gets its preferred loader when that
+    loader's files are installed under ``system_root`` (UEFI: GRUB, when the signed shim and GRUB
+    are there), else the default (:func:`pxed.loaders.defaults`); ``None`` looks at nothing.
+    """
     path = path or default_config_path()
     files = config_files(path)
     lines: list[IniLine] = []
@@ -314,10 +321,18 @@ def load_config(path: Path | None = None) -> Config:
         except OSError as e:
             raise ConfigError(f"cannot read: {e.strerror}", path=f) from None
         lines.extend(parse_ini(f, text))
-    return build_config(lines, sources=tuple(files))
+    installed = None
+    if system_root is not None:
+        from pxed import boottree
+
+        def installed(loader: loaders.Loader, fw: Firmware) -> bool:
+            return boottree.available(loader.needed(frozenset({fw})), system_root=system_root)
+
+    return build_config(lines, sources=tuple(files), installed=installed)
 
 
-def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = ()) -> Config:
+def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = (),
+                 installed: Callable[[loaders.Loader, Firmware], bool] | None = None) -> Config:
     values: dict[str, Any] = {}
     where: dict[str, IniLine] = {}
     entries: dict[str, dict[str, Any]] = {}
@@ -347,7 +362,7 @@ def build_config(lines: Iterable[IniLine], sources: tuple[Path, ...] = ()) -> Co
         except ValueError as e:
             raise ConfigError(str(e), path=ln.path, line=ln.line, key=ln.key) from None
 
-    chosen = dict(loaders.DEFAULT_LOADERS)
+    chosen = loaders.defaults(installed)
     files: dict[Firmware, str] = {}
     menu_kw: dict[str, Any] = {}
     top: dict[str, Any] = {}

@@ -16,12 +16,31 @@ def write(p: Path, text: str) -> Path:
 
 
 def test_missing_file_gives_unconfigured_defaults(tmp_path: Path) -> None:
-    c = load_config(tmp_path / "pxed.conf")
+    c = load_config(tmp_path / "pxed.conf", system_root=tmp_path)  # a system with nothing installed
     assert not c.configured
     assert c.boot_file(Firmware.BIOS) == "lpxelinux.0"
     assert c.boot_file(Firmware.EFI64) == "efi64/syslinux.efi"
     assert c.boot_file(Firmware.EFI32) is None
     assert c.http_backend is HttpBackend.AUTO
+
+
+def test_uefi_defaults_to_grub_where_the_signed_shim_and_grub_are_installed(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for rel in ("usr/lib/shim/shimx64.efi.signed", "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"MZ")
+    c = load_config(tmp_path / "pxed.conf", system_root=root)
+    assert c.loaders[Firmware.EFI64] == c.loaders[Firmware.HTTP64] == "grub"
+    assert c.boot_file(Firmware.EFI64) == "shimx64.efi" and c.boot_file(Firmware.BIOS) == "lpxelinux.0"
+    assert Firmware.ARM64 not in c.loaders  # no arm64 chain installed: no arm64 boot file, as before
+    (tmp_path / "pxed.conf").write_text("[Boot]\nEFI64Loader=syslinux\n")  # named in pxed.conf: that one
+    c = load_config(tmp_path / "pxed.conf", system_root=root)
+    assert c.boot_file(Firmware.EFI64) == "efi64/syslinux.efi" and c.loaders[Firmware.HTTP64] == "grub"
+    di = root / "usr/lib/debian-installer/images/12/arm64/text/debian-installer/arm64"
+    di.mkdir(parents=True)
+    (di / "bootnetaa64.efi").write_bytes(b"MZ")
+    (di / "grubaa64.efi").write_bytes(b"MZ")
+    assert load_config(tmp_path / "none.conf", system_root=root).boot_file(Firmware.ARM64) == "shimaa64.efi"
 
 
 def test_dropins_override_in_lexical_order_and_empty_resets(tmp_path: Path) -> None:

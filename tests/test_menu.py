@@ -47,7 +47,7 @@ DIRECTIVES = {"LABEL", "MENU", "LINUX", "INITRD", "APPEND", "SYSAPPEND", "COM32"
 def seed(tmp_path: Path) -> dict[str, str]:
     conf = tmp_path / "pxed.conf"
     conf.write_text(SEED_CONF)
-    c = load_config(conf)
+    c = load_config(conf, system_root=None)  # syslinux for every class, whatever is installed here
     return render_menus(c, c.entries, SERVER, installed=EXTRAS, template_dir=None)
 
 

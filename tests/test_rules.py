@@ -42,7 +42,7 @@ def test_one_base_url_and_one_placeholder_expander() -> None:
 
 def test_loaders_are_chosen_per_firmware_class_in_boot(tmp_path: Path) -> None:
     conf = tmp_path / "pxed.conf"
-    c = load_config(tmp_path / "none.conf")
+    c = load_config(tmp_path / "none.conf", system_root=None)  # the defaults, whatever is installed
     assert dict(c.loaders) == dict(loaders.DEFAULT_LOADERS)
     assert c.boot_files[Firmware.BIOS] == "lpxelinux.0" and Firmware.ARM64 not in c.boot_files
     conf.write_text("[Boot]\nBIOS=custom/pxe.0\n")

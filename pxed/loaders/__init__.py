@@ -6,7 +6,7 @@ templates under ``pxed/templates/<name>/``, and one line in :data:`LOADERS`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from pxed.loaders.base import Loader, Needed
@@ -15,10 +15,23 @@ from pxed.loaders.syslinux import SYSLINUX
 from pxed.model import Firmware
 
 LOADERS: Mapping[str, Loader] = MappingProxyType({SYSLINUX.name: SYSLINUX, GRUB.name: GRUB})
-# The loader of each firmware class when pxed.conf names none; a class missing here gets no
-# boot file unless [Boot] sets one.
+# The loader of each firmware class when pxed.conf names none and nothing better is installed;
+# a class missing here gets no boot file unless [Boot] sets one.
 DEFAULT_LOADERS: Mapping[Firmware, str] = MappingProxyType(
     {Firmware.BIOS: "syslinux", Firmware.EFI64: "syslinux", Firmware.HTTP64: "syslinux"})
+# Loaders preferred to those defaults when their files are installed: the distribution's signed
+# shim + GRUB boots with Secure Boot on, syslinux.efi does not (and arm64 has nothing else).
+PREFERRED: Mapping[Firmware, str] = MappingProxyType(
+    {Firmware.EFI64: "grub", Firmware.HTTP64: "grub", Firmware.ARM64: "grub", Firmware.HTTPARM64: "grub"})
+
+
+def defaults(installed: Callable[[Loader, Firmware], bool] | None = None) -> dict[Firmware, str]:
+    """Each firmware class's loader when pxed.conf names none: its preferred loader where
+    ``installed(loader, firmware)`` says that loader's files are there, else the default."""
+    chosen = dict(DEFAULT_LOADERS)
+    if installed is not None:
+        chosen |= {fw: name for fw, name in PREFERRED.items() if installed(LOADERS[name], fw)}
+    return chosen
 
 
 def plan(assignment: Mapping[Firmware, str]) -> list[tuple[Loader, frozenset[Firmware]]]:
@@ -40,4 +53,4 @@ def get(name: str) -> Loader:
         raise KeyError(f"unknown boot loader {name!r}; known: {', '.join(sorted(LOADERS))}") from None
 
 
-__all__ = ["DEFAULT_LOADERS", "LOADERS", "Loader", "Needed", "get", "needed", "plan"]
+__all__ = ["DEFAULT_LOADERS", "LOADERS", "PREFERRED", "Loader", "Needed", "defaults", "get", "needed", "plan"]

@@ -42,12 +42,16 @@ print("DONE", flush=True)
 
 
 def served_images(menu: str) -> set[str]:
+    """The images a syslinux or GRUB menu boots."""
     return set(re.findall(r"^LINUX http://[^/]+/images/([^/]+)/", menu, re.M)) | \
-        set(re.findall(r"^INITRD http://[^/]+/images/([^/]+)/[^,\n]*\.iso$", menu, re.M))
+        set(re.findall(r"^INITRD http://[^/]+/images/([^/]+)/[^,\n]*\.iso$", menu, re.M)) | \
+        set(re.findall(r"^\tlinux \$\{pxed\}/'images/([^/]+)/", menu, re.M))
 
 
 def menus_on_disk(env: Env) -> dict[str, str]:
-    return {os.fspath(p.relative_to(env.boot)): p.read_text() for p in env.boot.rglob("pxelinux.cfg/*")}
+    """Every menu file: syslinux's, and GRUB's where the signed shim + GRUB are installed."""
+    menus = [*env.boot.rglob("pxelinux.cfg/*"), *env.boot.rglob("grub/grub.cfg")]
+    return {os.fspath(p.relative_to(env.boot)): p.read_text() for p in menus}
 
 
 def check_after_restart(env: Env, keep: ImageRecord) -> Env:

@@ -131,7 +131,10 @@ def write_config(path: Path, workdir: Path, *, interface: str = "lab0", extra: s
     path.write_text(
         f"[Network]\nInterface={interface}\n"
         f"[Paths]\nBootRoot={workdir / 'boot'}\nStateDirectory={workdir / 'state'}\n"
-        "[HTTP]\nPort=80\nBackend=lighttpd\n" + extra
+        "[HTTP]\nPort=80\nBackend=lighttpd\n"
+        # UEFI's default loader depends on what is installed (GRUB where the signed shim and GRUB
+        # are: tests/test_config.py); the labs name it, and a test wanting GRUB says so in `extra`
+        "[Boot]\nEFI64Loader=syslinux\nHTTP64Loader=syslinux\n" + extra
     )
     return path
 
