@@ -164,6 +164,15 @@ def detection_summary(det: dict[str, Any]) -> str:
     return f"{what}: kernel {det['kernel']}" + (f", initrd {' '.join(initrds)}" if initrds else "")
 
 
+def boots_on(det: dict[str, Any]) -> str | None:
+    """Which firmware's menus offer the image: whole ISOs boot through memdisk, a BIOS program."""
+    if not det:
+        return None
+    if det.get("memdisk") or not det.get("kernel"):
+        return "BIOS only (whole ISO through memdisk; UEFI menus leave it out)"
+    return "BIOS and UEFI"
+
+
 def dump_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
@@ -302,6 +311,7 @@ class Pxectl:
         rows = [
             ("Name", data.get("id")), ("Title", data.get("title")), ("State", data.get("state")),
             ("Reason", data.get("reason")), ("Detected", detection_summary(det)),
+            ("Boots on", boots_on(det)),
             ("Command line", det.get("cmdline") or None),
             ("Size", human_size(data.get("size", 0)) + f" on disk, ISO {human_size(data.get('iso_size', 0))}"),
             ("ISO sha256", data.get("iso_sha256")),

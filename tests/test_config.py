@@ -30,12 +30,12 @@ def test_uefi_defaults_to_grub_where_the_signed_shim_and_grub_are_installed(tmp_
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"MZ")
     c = load_config(tmp_path / "pxed.conf", system_root=root)
-    assert c.loaders[Firmware.EFI64] == c.loaders[Firmware.HTTP64] == "grub"
+    assert c.loaders[Firmware.EFI64] == "grub" and c.loaders[Firmware.HTTP64] == "syslinux"  # not for HTTP Boot
     assert c.boot_file(Firmware.EFI64) == "shimx64.efi" and c.boot_file(Firmware.BIOS) == "lpxelinux.0"
     assert Firmware.ARM64 not in c.loaders  # no arm64 chain installed: no arm64 boot file, as before
     (tmp_path / "pxed.conf").write_text("[Boot]\nEFI64Loader=syslinux\n")  # named in pxed.conf: that one
     c = load_config(tmp_path / "pxed.conf", system_root=root)
-    assert c.boot_file(Firmware.EFI64) == "efi64/syslinux.efi" and c.loaders[Firmware.HTTP64] == "grub"
+    assert c.boot_file(Firmware.EFI64) == "efi64/syslinux.efi"
     di = root / "usr/lib/debian-installer/images/12/arm64/text/debian-installer/arm64"
     di.mkdir(parents=True)
     (di / "bootnetaa64.efi").write_bytes(b"MZ")

@@ -21,8 +21,9 @@ DEFAULT_LOADERS: Mapping[Firmware, str] = MappingProxyType(
     {Firmware.BIOS: "syslinux", Firmware.EFI64: "syslinux", Firmware.HTTP64: "syslinux"})
 # Loaders preferred to those defaults when their files are installed: the distribution's signed
 # shim + GRUB boots with Secure Boot on, syslinux.efi does not (and arm64 has nothing else).
-PREFERRED: Mapping[Firmware, str] = MappingProxyType(
-    {Firmware.EFI64: "grub", Firmware.HTTP64: "grub", Firmware.ARM64: "grub", Firmware.HTTPARM64: "grub"})
+# Not for UEFI HTTP Boot: Debian 12's GRUB, started that way, finds no server for its menu
+# (docs/uefi-secure-boot.md); [Boot] HTTP64Loader=grub still chooses it.
+PREFERRED: Mapping[Firmware, str] = MappingProxyType({Firmware.EFI64: "grub", Firmware.ARM64: "grub"})
 
 
 def defaults(installed: Callable[[Loader, Firmware], bool] | None = None) -> dict[Firmware, str]:
