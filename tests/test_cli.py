@@ -124,3 +124,12 @@ def test_progress_view_tty_and_plain() -> None:
     view.message("x")
     view.finish(2)
     assert quiet.getvalue() == ""
+
+
+def test_boots_on_says_whole_isos_are_bios_only() -> None:
+    from pxed.cli import boots_on
+
+    assert boots_on({"profile": "unknown", "memdisk": True}) == \
+        "BIOS only (whole ISO through memdisk; UEFI menus leave it out)"
+    assert boots_on({"profile": "debian-live", "kernel": "live/vmlinuz"}) == "BIOS and UEFI"
+    assert boots_on({}) is None

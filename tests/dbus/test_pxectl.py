@@ -89,6 +89,7 @@ def test_verbs_text_and_json(pxed: PxedOnBus) -> None:
 
     r = pxed.pxectl("show", "one")
     assert r.returncode == 0 and "Name:         one\n" in r.stdout and "Title:        Number one\n" in r.stdout
+    assert "Boots on:     BIOS and UEFI\n" in r.stdout, r.stdout  # a kernel entry: every loader's menu
     shown = json.loads(pxed.pxectl("show", "one", "--json").stdout)
     assert shown["id"] == "one" and shown["iso_size"] == iso.stat().st_size and "files" in shown
 
