@@ -27,7 +27,7 @@ VERSION := $(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')
 WHEEL = dist/pxed-$(VERSION)-py3-none-any.whl
 
 .PHONY: all wheel install install-python install-data dist deb check deps deps-apt deps-pip test test-unit \
-	test-integration test-system test-floor lint typecheck demo bench clean
+	test-integration test-system test-floor lint typecheck demo soak bench clean
 
 all: wheel
 
@@ -137,6 +137,11 @@ typecheck:
 ## make demo UEFI=1: OVMF instead of SeaBIOS; make demo SECUREBOOT=1: OVMF with Secure Boot, shim + GRUB.
 demo: deps
 	$(PYTHON) -m tests.lab.demo $(if $(UEFI),--uefi) $(if $(SECUREBOOT),--secure-boot) $(DEMO_ARGS)
+
+## make soak: boot the lab VM again and again through pxed (100 BIOS, 100 UEFI, 20 Secure Boot);
+## every boot must reach Linux; a failed one prints its capture summary and journals. SOAK_ARGS=--runs 20 ...
+soak: deps
+	$(PYTHON) -m tests.soak $(SOAK_ARGS)
 
 ## make bench: ratios against dnsmasq and cp, measured in the same run.
 bench: deps
