@@ -41,7 +41,8 @@ SYSTEM_PACKAGES = ("systemd", "libpam-systemd", "dbus", "polkitd")
 # What pxed needs at runtime, as Debian 12 packages: used until the .deb exists, whose
 # Depends: then decide (runtime_packages).
 PXED_PACKAGES = ("python3", "python3-dbus-fast", "python3-systemd", "python3-pyroute2", "python3-jinja2",
-                 "python3-pycdlib", "tftpd-hpa", "lighttpd", "pxelinux", "syslinux-common", "syslinux-efi")
+                 "python3-pycdlib", "tftpd-hpa", "lighttpd", "pxelinux", "syslinux-common", "syslinux-efi",
+                 "shim-signed", "grub-efi-amd64-signed")
 TREE_FORMAT = "1"  # bump when the way a tree is made changes
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -62,9 +63,9 @@ def built_deb() -> Path | None:
     return deb if deb.stat().st_mtime >= newest else None
 
 
-def deb_depends(deb: Path) -> list[str]:
-    """Package names of a .deb's Depends: (first alternative, no version, no :any)."""
-    text = subprocess.run(["dpkg-deb", "-f", os.fspath(deb), "Depends"], check=True, capture_output=True,
+def deb_depends(deb: Path, field: str = "Depends") -> list[str]:
+    """Package names of a .deb's Depends: (or Recommends:): first alternative, no version, no :any."""
+    text = subprocess.run(["dpkg-deb", "-f", os.fspath(deb), field], check=True, capture_output=True,
                           text=True).stdout
     names = []
     for dep in filter(None, (d.strip() for d in text.split(","))):
@@ -74,7 +75,8 @@ def deb_depends(deb: Path) -> list[str]:
 
 
 def runtime_packages(deb: Path | None = None) -> tuple[str, ...]:
-    deps = deb_depends(deb) if deb is not None else list(PXED_PACKAGES)
+    """What an admin's apt-get install pxed brings: Depends and Recommends (the signed shim + GRUB)."""
+    deps = deb_depends(deb) + deb_depends(deb, "Recommends") if deb is not None else list(PXED_PACKAGES)
     return tuple(sorted(set(SYSTEM_PACKAGES) | set(deps)))
 
 

@@ -43,7 +43,8 @@ class SystemLab(LabNetwork):
     container: Container | None = None
     installed_by: str = ""
     vm_prefix: ClassVar[str] = "sys-"
-    vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:5e:00:01", "uefi": "52:54:00:5e:00:01"}
+    vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:5e:00:01", "uefi": "52:54:00:5e:00:01",
+                                         "uefi-sb": "52:54:00:5e:00:01"}
 
     @property
     def c(self) -> Container:

@@ -22,10 +22,10 @@ import pytest
 
 from tests.conftest import IN_CI, need, need_tool
 from tests.images import isos
-from tests.lab.bootlab import MILESTONES
+from tests.lab.bootlab import GRUB_MILESTONES, MILESTONES, NEXT_SERVER
 from tests.lab.netns import can_run_lab, wait_for
 from tests.lab.nspawn import built_deb, can_run_nspawn
-from tests.lab.qemu import INITRD, KERNEL, OVMF_CODE
+from tests.lab.qemu import INITRD, KERNEL, OVMF_SB_CODE
 from tests.lab.servers import world_readable_dir
 from tests.lab.systemlab import BOOT_ROOT, WEB_IP, SystemLab
 
@@ -45,7 +45,8 @@ def sl() -> Iterator[SystemLab]:
         assert deb is not None, "no current .deb: run make deb (make check and make test-system do)"
     d = world_readable_dir("pxedsys.")
     try:
-        with SystemLab(d, deb=deb) as lab:
+        # the network's DHCP server names pxed as next-server: Debian 12's GRUB needs it (docs/uefi-secure-boot.md)
+        with SystemLab(d, deb=deb, dhcp_extra=NEXT_SERVER) as lab:
             lab.start()
             yield lab
     finally:
@@ -112,7 +113,8 @@ def test_journal_shows_one_clients_exchange(sl: SystemLab) -> None:
     assert {e["CLIENT_MAC"] for e in got} == {mac}  # the filter matched a structured field
     assert all(e["_SYSTEMD_UNIT"] == "pxed.service" for e in got)
     ack = next(e for e in got if e.get("PXE_STAGE") == "ack")
-    assert ack["BOOT_FILE"] == "efi64/syslinux.efi" and ack["CLIENT_ARCH"]
+    # the package's Recommends bring the signed shim + GRUB: UEFI's default loader is GRUB then
+    assert ack["BOOT_FILE"] == "shimx64.efi" and ack["CLIENT_ARCH"]
 
 
 def test_bus_call_starts_stopped_pxed_by_bus_activation(sl: SystemLab) -> None:
@@ -231,25 +233,30 @@ def test_systemd_analyze_security_exposure(sl: SystemLab, unit: str, limit: floa
 
 # ------------------------------------------------------------------ the whole point
 @pytest.mark.qemu
-@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+@pytest.mark.parametrize("firmware", ["bios", "uefi-sb"])
 def test_qemu_client_boots_through_the_installed_package(sl: SystemLab, firmware: str) -> None:
-    if firmware == "uefi":
-        need(OVMF_CODE.exists(), "OVMF is not installed (ovmf)")
+    """BIOS through syslinux; UEFI with Secure Boot enforced through the signed shim + GRUB the
+    package recommends (the default loader where they are installed)."""
+    if firmware == "uefi-sb":
+        need(OVMF_SB_CODE.exists(), "OVMF's Secure Boot build is not installed (ovmf)")
     mac = "52:54:00:5e:01:01" if firmware == "bios" else "52:54:00:5e:01:02"
     vm = sl.boot(firmware, mac=mac)
     try:
-        for name, pattern in MILESTONES:
+        for name, pattern in MILESTONES if firmware == "bios" else GRUB_MILESTONES:
             vm.wait(pattern, 240, name)
     except TimeoutError as e:
         servers = sl.c.journal("-u", "pxed-http", "-u", "pxed-tftp", "-n", "40")
         raise AssertionError(f"{e}\n--- pxed-http/pxed-tftp journal:\n{servers}") from None
     text = vm.text()
-    assert f"Command line: BOOT_IMAGE=http://{SERVER}/debian/linux console=ttyS0,115200" in text, text[-3000:]
+    image = f"http://{SERVER}/debian/linux" if firmware == "bios" else f"(tftp,{SERVER})/debian/linux"
+    assert f"Command line: BOOT_IMAGE={image} console=ttyS0,115200" in text, text[-3000:]
+    if firmware == "uefi-sb":
+        vm.wait("Secure boot enabled", 60, "kernel sees Secure Boot")
     vm.stop()
     stages = [json.loads(line).get("PXE_STAGE") for line in
               sl.c.journal("-u", "pxed", f"CLIENT_MAC={mac}", "-o", "json").splitlines() if line.strip()]
     assert "offer" in stages, (stages, sl.c.journal("-u", "pxed", "-n", "40"))
-    boot_file = "pxelinux.0" if firmware == "bios" else "efi64/syslinux.efi"  # the VM's NIC ROM is iPXE
+    boot_file = "pxelinux.0" if firmware == "bios" else "shimx64.efi"  # the BIOS VM's NIC ROM is iPXE
     tftp_log = sl.c.journal("-u", "pxed-tftp")
     fetched_by = set(re.findall(rf"RRQ from (10\.77\.0\.\d+) filename /?{re.escape(boot_file)}$", tftp_log, re.M))
     assert fetched_by - {WEB_IP}, tftp_log[-3000:]  # the VM's lease address, not the test's own fetch
