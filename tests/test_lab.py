@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.lab.netns import wait_for, wait_for_async
+from tests.conftest import REPO, need, need_tool
+from tests.lab.netns import can_run_lab, wait_for, wait_for_async
 from tests.lab.network import LabNetwork
 from tests.lab.nspawn import PRUNE_AFTER, SUITE, prune
 
@@ -89,3 +91,28 @@ def test_a_failing_lab_writes_its_summary_and_closes(tmp_path: Path, capsys: pyt
     with pytest.raises(KeyboardInterrupt), FailingLab(tmp_path):
         raise KeyboardInterrupt  # an interrupt is no failure: no summary
     assert capsys.readouterr().err == ""
+
+
+class ServerlessLab(LabNetwork):
+    """The network comes up (the network's DHCP server, the capture), then the boot server fails."""
+
+    def start_servers(self) -> None:
+        assert self.seg is not None
+        # one DHCP exchange on the wire: a scripted client's DISCOVER, the network's OFFER
+        self.seg.cli.run([sys.executable, "-m", "tests.lab.pxeclient", "--mac", "52:54:00:00:00:77", "--wait", "2",
+                          "--json"], cwd=REPO, env={**os.environ, "PYTHONPATH": os.fspath(REPO)})
+        raise RuntimeError("no boot server")
+
+
+@pytest.mark.integration
+def test_a_failed_labs_summary_has_what_the_wire_saw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reason = can_run_lab()
+    need(reason is None, reason or "")
+    need_tool("dumpcap", "tshark", "dnsmasq", "radvd")
+    tmp_path.chmod(0o755)
+    with pytest.raises(RuntimeError, match="no boot server"), ServerlessLab(tmp_path) as lab:
+        lab.start()
+    err = capsys.readouterr().err
+    assert f"---- capture of the lab bridge ({tmp_path / 'lab.pcapng'})" in err, err
+    assert "TCP resets 0, retransmissions 0" in err
+    assert "DHCP Discover" in err and "DHCP Offer" in err, err  # the last exchanges, from the capture

@@ -22,6 +22,7 @@ deletes the namespaces.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
-from tests.lab.netns import Lab, Segment
+from tests.lab.netns import Lab, Segment, wait_for
 from tests.lab.qemu import Vm, start_vm
 
 TAIL = 1500  # characters of each log in a summary
@@ -55,6 +56,10 @@ class LabNetwork:
     # extra dnsmasq options for the network's own DHCP server (e.g. a next-server, the documented
     # fallback for boot loaders that ignore proxy DHCP)
     dhcp_extra: tuple[str, ...] = ()
+    # dumpcap on the lab bridge from before the first packet: a failure's summary says what the wire saw
+    capture: bool = True
+    capture_snaplen: int = 600  # bytes of each frame (headers, DHCP, request lines); 0: whole frames
+    pcap: Path | None = None
     vm_prefix: ClassVar[str] = ""  # VM names (and their serial logs): <prefix><firmware><n>
     vm_macs: ClassVar[dict[str, str]] = {"bios": "52:54:00:00:b1:05", "uefi": "52:54:00:00:ef:64",
                                          "uefi-sb": "52:54:00:00:5b:64", "arm64": "52:54:00:00:aa:64"}
@@ -88,6 +93,8 @@ class LabNetwork:
     def network(self) -> Segment:
         """The lab segment with the network's own DHCP server (leases only) and router advertisements."""
         seg = self.seg = self.lab.segment()
+        if self.capture and shutil.which("dumpcap"):
+            self.start_capture(seg)
         self.lab.dnsmasq_dhcp(seg, self.workdir, extra=self.dhcp_extra)
         router_advertisements(self.lab, seg, self.workdir)
         return seg
@@ -95,6 +102,14 @@ class LabNetwork:
     def start_servers(self) -> None:
         """The boot server on ``seg.srv``: pxed, TFTP and HTTP."""
         raise NotImplementedError
+
+    def start_capture(self, seg: Segment) -> Path:
+        """dumpcap on the bridge, in the switch namespace (it sees every port); running once it writes."""
+        pcap = self.pcap = self.workdir / "lab.pcapng"
+        argv = ["dumpcap", "-q", "-i", seg.bridge, "-s", str(self.capture_snaplen or 262144), "-w", str(pcap)]
+        self.lab.spawn(seg.sw, argv, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "dumpcap.log", "wb"))
+        wait_for(lambda: pcap.exists() and pcap.stat().st_size > 0, 10, what="dumpcap running")
+        return pcap
 
     def boot(self, firmware: str = "bios", *, mac: str | None = None, nic_rom: bool | None = None,
              name: str | None = None) -> Vm:
@@ -138,6 +153,9 @@ class LabNetwork:
         for title, text in self._journals().items():
             out.append(f"---- {title}")
             out.append(tail(text, 4000))
+        if self.pcap is not None:
+            out.append(f"---- capture of the lab bridge ({self.pcap})")
+            out.append(capture_summary(self.pcap))
         serials = {vm.serial for vm in self.vms}
         for log in sorted([*self.workdir.glob("*.log"), *self.workdir.glob("*.stderr")]):
             if log in serials:
@@ -156,6 +174,25 @@ class LabNetwork:
             return self.journals()
         except Exception as e:  # a summary must not hide the failure it reports
             return {"journals": f"(could not be read: {e!r})"}
+
+
+def capture_summary(pcap: Path) -> str:
+    """What the wire saw (tshark): TCP resets, retransmissions, zero windows, TFTP errors, and the
+    last requests (DHCP, TFTP, HTTP) with who sent them."""
+    if shutil.which("tshark") is None or not pcap.exists():
+        return "(no summary: tshark or the capture is missing)"
+
+    def fields(flt: str) -> list[str]:
+        r = subprocess.run(["tshark", "-r", str(pcap), "-Y", flt, "-T", "fields", "-e", "frame.time_relative",
+                            "-e", "ip.src", "-e", "ip.dst", "-e", "_ws.col.Info"], capture_output=True, text=True)
+        return r.stdout.splitlines()
+
+    counts = {what: len(fields(flt)) for what, flt in (
+        ("TCP resets", "tcp.flags.reset == 1"), ("retransmissions", "tcp.analysis.retransmission"),
+        ("zero windows", "tcp.analysis.zero_window"), ("TFTP errors", "tftp.opcode == 5"))}
+    last = fields("dhcp or tftp.opcode == 1 or tftp.opcode == 5 or http.request or http.response or "
+                  "tcp.flags.reset == 1")[-15:]
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) + "\nlast exchanges:\n  " + "\n  ".join(last)
 
 
 def router_advertisements(lab: Lab, seg: Segment, workdir: Path) -> None:
