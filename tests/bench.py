@@ -2,6 +2,9 @@
 
 Proxy-DHCP load and cold start (tests/bench_dhcp.py): pxed vs dnsmasq's proxy mode.
 
+Boot storm (tests/bench_storm.py): 200 simulated clients at once through the generated tftp-hpa
+and lighttpd units, kernel and initrd over HTTP vs everything over TFTP; all must complete whole.
+
 ISO import (tests/bench_import.py): import of a 1 GiB archiso-layout ISO vs `cp` of it
 (target <= 1.1x), and menu regeneration with 1,000 images in the catalog (< 100 ms).
 
@@ -63,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="BIOS only, one run (a smoke test)")
-    p.add_argument("--only", choices=("boot", "dhcp", "import"),
-                   help="run only the network-boot, the DHCP-load or the ISO-import part")
+    p.add_argument("--only", choices=("boot", "dhcp", "import", "storm"),
+                   help="run only the network-boot, the DHCP-load, the ISO-import or the boot-storm part")
+    p.add_argument("--clients", type=int, default=200, help="boot storm clients (default 200)")
     args = p.parse_args(argv)
     ok = True
     if args.only in (None, "import"):
@@ -77,7 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if reason := can_run_lab():
         print(f"bench: {reason}", file=sys.stderr)
         return 1
-    if args.only != "boot":
+    if args.only in (None, "storm"):
+        from tests import bench_storm
+
+        ok &= bench_storm.report(bench_storm.run(clients=20 if args.quick else args.clients))
+        print()
+        if args.only == "storm":
+            return 0 if ok else 2
+    if args.only in (None, "dhcp"):
         from tests import bench_dhcp
 
         res = bench_dhcp.run(rates=(1000, 5000) if args.quick else bench_dhcp.RATES,

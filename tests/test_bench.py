@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import bench_dhcp
+from tests import bench_dhcp, bench_storm
 from tests.conftest import need_tool
 
 pytestmark = pytest.mark.integration
@@ -22,3 +22,12 @@ def test_dhcp_bench_runs_both_servers_and_the_cold_start() -> None:
         # second, which lands inside the 1 s load window once or twice: 600..602 lines for 300
         assert 2.0 <= row["log_lines_per_tx"] <= 2.01, (kind, row)
     assert len(res["cold_start_ms"]) == 3
+
+
+def test_boot_storm_serves_every_client_whole() -> None:
+    need_tool("curl", "in.tftpd", "lighttpd", "dnsmasq", "systemd-socket-activate")
+    res = bench_storm.run(clients=8)
+    for path in ("http", "tftp"):
+        r = res[path]
+        assert r["clients"] == 8 and r["failed"] == 0 and r["incomplete"] == 0, r
+    assert bench_storm.report(res)
