@@ -24,6 +24,20 @@ TOOL_IDS = ("local", "memtest", "hdt", "fwsetup", "reboot", "poweroff")
 LOADER_LABELS = ("select", "pxe", "sys")
 RESERVED_IDS = frozenset(TOOL_IDS + LOADER_LABELS)
 
+# Paths a menu line or a URL may name (kernels, initrds, whole ISOs), relative to the boot root or
+# an image directory: "/"-separated components of these characters only.  Each of them stands for
+# itself in a syslinux LINUX/INITRD line, in a GRUB word and in an HTTP or TFTP request: no ','
+# (INITRD's separator), no space, no control character, no '%' (an HTTP server percent-decodes, so
+# "%2e%2e" would name another path), no quote.  With no '%' the decoding is the identity, and with
+# no '.' or '..' component and no empty one, neither does normalisation change the path.
+_BOOT_PATH_RE = re.compile(r"[A-Za-z0-9._+@~-]+(?:/[A-Za-z0-9._+@~-]+)*\Z")
+MAX_BOOT_PATH = 1024
+BOOT_PATH_HINT = "letters, digits and ._+@~- in '/'-separated names, none of them '.' or '..'"
+# Command-line words a boot loader reads or writes itself: never carried over from an ISO's config
+# (initrd= names files the menu's INITRD line already loads; BOOT_IMAGE=, BOOTIF= and SYSUUID= are
+# set by the loader; a copy from the ISO would name another file or spoof the booting machine).
+LOADER_PARAMS = frozenset({"initrd", "boot_image", "bootif", "sysuuid", "initrdefi"})
+
 # Placeholders in an image's kernel command line (pxed.images.profiles).
 PLACEHOLDERS = ("server", "base", "iso", "iso_kib")
 _PLACEHOLDER_RE = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
@@ -59,6 +73,20 @@ def check_cmdline(value: str) -> str:
     if len(value.encode()) > MAX_CMDLINE:
         raise ValueError(f"a kernel command line must be at most {MAX_CMDLINE} bytes")
     return value
+
+
+def check_boot_path(value: str) -> str:
+    """A path that may go into a menu line or URL as it is (see :data:`_BOOT_PATH_RE`)."""
+    if len(value) > MAX_BOOT_PATH or not _BOOT_PATH_RE.match(value) \
+            or any(c in (".", "..") for c in value.split("/")):
+        raise ValueError(f"unsafe path for a boot menu or URL {value[:80]!r}: a path is {BOOT_PATH_HINT}")
+    return value
+
+
+def is_loader_param(word: str) -> bool:
+    """Whether a command-line word is one the boot loader handles (:data:`LOADER_PARAMS`)."""
+    key, eq, _ = word.partition("=")
+    return bool(eq) and key.lower() in LOADER_PARAMS
 
 
 def base_host(address: ipaddress.IPv4Address, port: int) -> str:

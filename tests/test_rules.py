@@ -31,6 +31,19 @@ def test_ids_titles_and_command_lines() -> None:
             rules.check_cmdline(bad_cmdline)
 
 
+def test_boot_paths_are_an_allow_list_and_loader_params_are_known() -> None:
+    for ok in ("images/arch/arch/boot/x86_64/vmlinuz-linux", "memtest/memtest86+.bin", "a/.disk/x~1@2", "k"):
+        assert rules.check_boot_path(ok) == ok
+    for bad in ("", "/abs", "a//b", "a/./b", "a/../b", "..", "boot/%2e%2e/k", "initrd.gz,EXTRA.img", "k k",
+                "k\nAPPEND x", "k'", 'k"', "k$x", "k;x", "k:x", "k\\x", "\u00e9", "k?x", "k#x", "a" * 1025):
+        with pytest.raises(ValueError, match="unsafe path"):
+            rules.check_boot_path(bad)
+    for word in ("initrd=/x", "INITRD=/x", "BOOT_IMAGE=/vmlinuz", "BOOTIF=01-52-54", "SYSUUID=x", "initrdefi=x"):
+        assert rules.is_loader_param(word), word
+    for word in ("quiet", "initrd", "root=live:CDLABEL=X", "ip=dhcp", "vga=791"):
+        assert not rules.is_loader_param(word), word
+
+
 def test_one_base_url_and_one_placeholder_expander() -> None:
     ip = ipaddress.IPv4Address("10.77.0.1")
     assert rules.base_host(ip, 80) == "10.77.0.1" and rules.base_host(ip, 8080) == "10.77.0.1:8080"

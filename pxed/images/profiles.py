@@ -21,14 +21,19 @@ import fnmatch
 import posixpath
 import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pxed import rules
+from pxed.errors import InvalidImage
 from pxed.images.catalog import Detection
 
-SAFE_PATH = re.compile(r"[A-Za-z0-9._+@=,%~-]+(/[A-Za-z0-9._+@=,%~-]+)*\Z")  # what a menu can name
 MAX_CMDLINE = 1800  # leaves room for BOOTIF and initrd= within syslinux's 2047 bytes
+MAX_SIDECARS = 32  # files one ``every`` pick takes at most
+# What the generic scanner reads at most, whatever the configs hold (each is at most
+# pxed.images.iso.MAX_TEXT bytes, and at most MAX_CONFIGS of them are read).
+MAX_STANZAS = 2048  # boot entries, over all configs
+MAX_REFS = 16  # initrds of one entry
 _VERSION = r"[A-Za-z0-9][A-Za-z0-9._+~-]{0,39}"
 
 
@@ -160,28 +165,64 @@ MAX_CONFIGS = 32
 # ------------------------------------------------------------------------------ matching
 
 
-def _match(glob: str, path: str) -> bool:
-    g, p = glob.lower().split("/"), path.lower().split("/")
-    return len(g) == len(p) and all(fnmatch.fnmatchcase(pc, gc) for gc, pc in zip(g, p, strict=True))
+class Paths:
+    """A listing indexed once, so that detection costs time linear in its size.
+
+    A glob (one path component per glob component, case-insensitive) is matched only against
+    the paths of its depth, and of its first component when that has no wildcard; results are
+    cached (the profiles share many globs).  ``lookup`` finds a path case-insensitively.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.sorted = sorted(paths)
+        self._by_depth: dict[int, list[tuple[list[str], str]]] = {}
+        self._by_head: dict[tuple[int, str], list[tuple[list[str], str]]] = {}
+        self._lower: dict[str, str] = {}
+        self._exact = set(self.sorted)
+        self._cache: dict[str, tuple[str, ...]] = {}
+        for path in self.sorted:
+            low = path.lower()
+            parts = low.split("/")
+            self._by_depth.setdefault(len(parts), []).append((parts, path))
+            self._by_head.setdefault((len(parts), parts[0]), []).append((parts, path))
+            self._lower.setdefault(low, path)
+
+    def matches(self, glob: str) -> tuple[str, ...]:
+        """The paths ``glob`` matches, in sorted order."""
+        hit = self._cache.get(glob)
+        if hit is None:
+            g = glob.lower().split("/")
+            pool = self._by_depth.get(len(g), []) if _MAGIC.search(g[0]) else self._by_head.get((len(g), g[0]), [])
+            hit = tuple(p for parts, p in pool
+                        if all(fnmatch.fnmatchcase(pc, gc) for gc, pc in zip(g, parts, strict=True)))
+            self._cache[glob] = hit
+        return hit
+
+    def lookup(self, path: str) -> str | None:
+        """``path`` if listed, else the listed path equal to it but for case (the first in sorted order)."""
+        return path if path in self._exact else self._lower.get(path.lower())
+
+
+_MAGIC = re.compile(r"[*?\[]")
 
 
 def matches(glob: str, paths: Iterable[str]) -> list[str]:
-    return sorted(p for p in paths if _match(glob, p))
+    return list(Paths(paths).matches(glob))
 
 
-def _pick(pick: Pick, paths: Sequence[str]) -> list[str]:
-    found: list[str] = []
+def _pick(pick: Pick, paths: Paths) -> list[str]:
+    found: dict[str, None] = {}
     for g in pick.globs:
-        m = matches(g, paths)
+        m = paths.matches(g)
         if m and not pick.every:
-            return m[:1]
-        found += [x for x in m if x not in found]
-    return found
+            return [m[0]]
+        found.update(dict.fromkeys(m))
+    return list(found)[:MAX_SIDECARS]
 
 
-def _version(profile: Profile, texts: Mapping[str, bytes], paths: Sequence[str], label: str | None) -> str | None:
+def _version(profile: Profile, texts: Mapping[str, bytes], paths: Paths, label: str | None) -> str | None:
     if profile.version_file:
-        for p in matches(profile.version_file, paths):
+        for p in paths.matches(profile.version_file):
             text = texts.get(p, b"").decode("utf-8", "replace")
             m = re.search(_VERSION, text)
             if m:
@@ -193,21 +234,37 @@ def _version(profile: Profile, texts: Mapping[str, bytes], paths: Sequence[str],
     return None
 
 
-def texts_wanted(paths: Iterable[str]) -> list[str]:
+def texts_wanted(listing: Iterable[str] | Paths) -> list[str]:
     """The small files :func:`detect` wants to read: version files and boot loader configs."""
-    paths = list(paths)
-    want = [p for prof in PROFILES if prof.version_file for p in matches(prof.version_file, paths)]
+    paths = listing if isinstance(listing, Paths) else Paths(listing)
+    want: dict[str, None] = {}
+    for prof in PROFILES:
+        if prof.version_file:
+            want.update(dict.fromkeys(paths.matches(prof.version_file)))
+    versions = len(want)
     for g in CONFIG_GLOBS:
-        want += [p for p in matches(g, paths) if p not in want]
-    return want[:MAX_CONFIGS + len(PROFILES)]
+        for p in paths.matches(g):
+            if len(want) >= versions + MAX_CONFIGS:
+                break
+            want.setdefault(p)
+    return list(want)[:MAX_CONFIGS + len(PROFILES)]
 
 
-def _apply(profile: Profile, listing: Mapping[str, int], texts: Mapping[str, bytes],
-           label: str | None) -> Detection | None:
-    paths = sorted(listing)
+def check_boot_files(files: Iterable[str], what: str) -> None:
+    """Refuse a kernel or initrd path no menu line or URL may name (a comma, a space, a '%'...)."""
+    for f in files:
+        try:
+            rules.check_boot_path(f)
+        except ValueError:
+            raise InvalidImage(f"the {what} {f[:120]!r} has a name no boot menu or URL can hold as it is",
+                               hint=f"pxed serves only files named with {rules.BOOT_PATH_HINT}; "
+                                    "the ISO may be forged, or rename the file and rebuild it") from None
+
+
+def _apply(profile: Profile, paths: Paths, texts: Mapping[str, bytes], label: str | None) -> Detection | None:
     if profile.label and not (label and re.search(profile.label, label)):
         return None
-    if not all(matches(m, paths) for m in profile.markers):
+    if not all(paths.matches(m) for m in profile.markers):
         return None
     kernel = _pick(profile.kernel, paths)
     if not kernel:
@@ -225,22 +282,26 @@ def _apply(profile: Profile, listing: Mapping[str, int], texts: Mapping[str, byt
             return None
         extra += [x for x in got if x not in extra]
     files = [kernel[0], *initrds, *extra]
-    if not all(SAFE_PATH.match(f) for f in files):
-        return None
+    check_boot_files(files, f"{profile.title} file")
     args = [profile.cmdline] if profile.cmdline else []
-    args += [f.arg for f in profile.flags if matches(f.glob, paths) and f.arg not in args]
+    args += [f.arg for f in profile.flags if paths.matches(f.glob) and f.arg not in args]
     return Detection(profile=profile.name, version=_version(profile, texts, paths, label), label=label,
                      files=tuple(files), kernel=kernel[0], initrds=tuple(initrds), cmdline=" ".join(args),
                      sysappend=profile.sysappend)
 
 
 def detect(listing: Mapping[str, int], texts: Mapping[str, bytes], label: str | None) -> Detection | None:
-    """The first profile that fits, else the ISO's own boot config, else None (unknown layout)."""
+    """The first profile that fits, else the ISO's own boot config, else None (unknown layout).
+
+    Raises :class:`~pxed.errors.InvalidImage` when the kernel or an initrd it would offer has a
+    name no menu can hold (:func:`check_boot_files`).
+    """
+    paths = Paths(listing)
     for profile in PROFILES:
-        det = _apply(profile, listing, texts, label)
+        det = _apply(profile, paths, texts, label)
         if det is not None:
             return det
-    return scan_configs(listing, texts, label)
+    return scan_configs(paths, texts, label)
 
 
 def whole_iso(det: Detection) -> bool:
@@ -280,7 +341,7 @@ class BootStanza:
     append: str
 
 
-def _resolve(ref: str, base_dir: str, listing: Mapping[str, int]) -> str | None:
+def _resolve(ref: str, base_dir: str, paths: Paths) -> str | None:
     """A path named by a config, inside the ISO and present in the listing, or None."""
     ref = ref.strip().strip('"')
     if not ref or "$" in ref or "\\" in ref:
@@ -288,14 +349,12 @@ def _resolve(ref: str, base_dir: str, listing: Mapping[str, int]) -> str | None:
     joined = posixpath.normpath(ref.lstrip("/") if ref.startswith("/") else posixpath.join(base_dir, ref))
     if joined.startswith("../") or joined in ("..", ".") or joined.startswith("/"):
         return None
-    lower = {p.lower(): p for p in listing}
-    return joined if joined in listing else lower.get(joined.lower())
+    return paths.lookup(joined)
 
 
 def _syslinux_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
     """(kernel, initrd list, append) per LABEL, DEFAULT's label first."""
-    stanzas: dict[str, dict[str, str]] = {}
-    order: list[str] = []
+    stanzas: dict[str, dict[str, str]] = {}  # in file order; a repeated LABEL continues its stanza
     default = None
     current: dict[str, str] | None = None
     for raw in text.splitlines():
@@ -306,14 +365,16 @@ def _syslinux_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
         if key == "default":
             default = rest.split()[0] if rest else None
         elif key == "label":
+            if rest not in stanzas and len(stanzas) >= MAX_STANZAS:
+                break
             current = stanzas.setdefault(rest, {})
-            order.append(rest)
         elif current is not None and key in ("kernel", "linux"):
             current["kernel"] = rest.split()[0] if rest else ""
         elif current is not None and key == "initrd":
             current["initrd"] = rest
         elif current is not None and key == "append":
             current["append"] = rest
+    order = list(stanzas)
     if default in stanzas:
         order.remove(default)
         order.insert(0, default)
@@ -330,9 +391,17 @@ def _syslinux_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
         yield s.get("kernel", ""), initrd.replace(",", " "), " ".join(kept)
 
 
+_GRUB_LINUX = ("linux", "linuxefi", "linux16")
+_GRUB_INITRD = ("initrd", "initrdefi", "initrd16")
+_GRUB_WORDS = frozenset(("menuentry", "submenu", *_GRUB_LINUX, *_GRUB_INITRD))
+
+
 def _grub_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
     kernel, append = "", ""
     for raw in text.splitlines():
+        head = raw.split(None, 1)
+        if not head or head[0] not in _GRUB_WORDS:  # shlex only the lines that matter: it is slow
+            continue
         try:
             words = shlex.split(raw, comments=True)
         except ValueError:
@@ -341,9 +410,9 @@ def _grub_stanzas(text: str) -> Iterable[tuple[str, str, str]]:
             continue
         if words[0] in ("menuentry", "submenu"):
             kernel, append = "", ""
-        elif words[0] in ("linux", "linuxefi", "linux16") and len(words) > 1:
+        elif words[0] in _GRUB_LINUX and len(words) > 1:
             kernel, append = words[1], " ".join(words[2:])
-        elif words[0] in ("initrd", "initrdefi", "initrd16") and kernel:
+        elif words[0] in _GRUB_INITRD and kernel:
             yield kernel, " ".join(words[1:]), append
 
 
@@ -352,32 +421,52 @@ def _stanzas(path: str, text: str) -> Iterable[tuple[str, str, str]]:
         else _syslinux_stanzas(text)
 
 
-def scan_configs(listing: Mapping[str, int], texts: Mapping[str, bytes], label: str | None) -> Detection | None:
+def carried_cmdline(append: str) -> str:
+    """The words of an ISO's own command line that go into pxed's menu.
+
+    Left out: ``$variables`` (GRUB's, meaningless here) and the words the boot loader handles
+    itself (:data:`pxed.rules.LOADER_PARAMS`: ``initrd=``, ``BOOT_IMAGE=``...), which would load
+    or name other files than the menu's own INITRD line.
+    """
+    return " ".join(w for w in append.split() if "$" not in w and not rules.is_loader_param(w))
+
+
+def scan_configs(listing: Mapping[str, int] | Paths, texts: Mapping[str, bytes],
+                 label: str | None) -> Detection | None:
     """The first boot entry of the ISO's own config with a kernel and an initrd that both exist.
 
     Syslinux paths are relative to the config's directory, or absolute from the ISO root;
     ``$variables``, ``..`` out of the ISO, and paths a menu cannot name are refused.  A
     kernel without an initrd (iPXE, a memory tester, a chainloader) is not taken: such
-    ISOs boot better whole, through memdisk.
+    ISOs boot better whole, through memdisk.  At most :data:`MAX_STANZAS` entries of
+    :data:`MAX_REFS` initrds each are looked at, each path in one dictionary lookup.
     """
-    for cfg in [p for g in CONFIG_GLOBS for p in matches(g, listing)]:
+    paths = listing if isinstance(listing, Paths) else Paths(listing)
+    seen = 0
+    for cfg in dict.fromkeys(p for g in CONFIG_GLOBS for p in paths.matches(g)):
         if cfg not in texts:
             continue
         text = texts[cfg].decode("utf-8", "replace")
         base = posixpath.dirname(cfg)
         for kref, iref, append in _stanzas(cfg, text):
-            kernel = _resolve(kref, base, listing) if kref else None
+            seen += 1
+            if seen > MAX_STANZAS:
+                return None
+            kernel = _resolve(kref, base, paths) if kref else None
             if kernel is None or kernel.lower().endswith((".c32", ".com", ".0", ".bin", ".efi")) \
                     or posixpath.basename(kernel.lower()) in ("memdisk", "pxelinux.0"):
                 continue
-            initrds = [_resolve(r, base, listing) for r in iref.split()]
+            refs = iref.split()
+            if len(refs) > MAX_REFS:
+                continue
+            initrds = [_resolve(r, base, paths) for r in refs]
             if not initrds or any(i is None for i in initrds):
                 continue
             got = (kernel, *[i for i in initrds if i is not None])
-            words = [w for w in append.split() if "$" not in w and not w.startswith("BOOT_IMAGE=")]
-            cmdline = " ".join(words)
-            if not all(SAFE_PATH.match(f) for f in got) or len(cmdline) > MAX_CMDLINE or not cmdline.isprintable():
+            cmdline = carried_cmdline(append)
+            if len(cmdline) > MAX_CMDLINE or not cmdline.isprintable():
                 continue
+            check_boot_files(got, f"kernel or initrd named by {cfg}")
             return Detection(profile="generic", label=label, files=got, kernel=kernel, initrds=got[1:],
                              cmdline=cmdline)
     return None

@@ -117,7 +117,7 @@ class Grub:
         ip, _, port = menu.host.partition(":")
 
         def url(path: str) -> str:  # $pxed: the server as GRUB names it, (http,IP) or (tftp,IP)
-            return "${pxed}/" + quote(render.token(path).lstrip("/"))
+            return "${pxed}/" + quote(render.boot_path(path))
 
         env = render.environment(template_dir, {"url": url, "quote": quote, "words": words})
         entries = [_fields(e) for e in menu.entries if e.kind != "memdisk"]  # whole ISOs: memdisk is BIOS-only

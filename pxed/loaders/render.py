@@ -2,7 +2,8 @@
 
 Boot-loader configs are line-oriented and have no quoting pxed can rely on, so values
 are *validated*, not escaped: every ``{{ }}`` result passes :func:`_finalize` (no
-control characters, no ``None``), paths and labels pass :func:`token`, titles
+control characters, no ``None``), labels pass :func:`token`, paths
+that are fetched (menu lines and URLs) :func:`boot_path`, titles
 :func:`menu_text`, command lines :func:`cmdline`; a violation raises
 :class:`~pxed.errors.InvalidArgument` and nothing is written.  Templates ship in the
 package (``pxed/templates/<loader>/``) and may be overridden by files of the same name
@@ -43,6 +44,18 @@ def token(value: Any) -> str:
     if not _TOKEN.match(text):
         raise InvalidArgument(f"not a safe path or label for a boot menu: {text[:60]!r}")
     return text
+
+
+def boot_path(value: Any) -> str:
+    """A path as a menu line or URL names it (leading '/' dropped): :func:`pxed.rules.check_boot_path`.
+
+    Refused, never escaped: the allowed characters are literal in syslinux, GRUB, TFTP and HTTP,
+    so what the loader fetches, decoded and normalised as an HTTP server does, is this very path.
+    """
+    try:
+        return rules.check_boot_path(token(value).lstrip("/"))
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
 
 
 def menu_text(value: Any, maxlen: int = rules.MAX_TITLE) -> str:

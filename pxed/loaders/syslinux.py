@@ -101,7 +101,7 @@ class Syslinux:
         from pxed.loaders import render  # jinja2: imported when first needed, off pxed's cold start
 
         def url(path: str) -> str:
-            return f"http://{menu.host}/{render.token(path).lstrip('/')}"
+            return f"http://{menu.host}/{render.boot_path(path)}"
 
         env = render.environment(template_dir, {"url": url})
         head = {"title": menu.title, "timeout": menu.timeout, "serial": menu.serial, "splash": menu.splash}

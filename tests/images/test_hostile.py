@@ -89,6 +89,15 @@ def config_escapes(tmp: Path) -> Path:
     return _tree_iso(tmp, files)
 
 
+def unsafe_boot_names(kernel: str, initrd: str) -> Callable[[Path], Path]:
+    """A grub.cfg naming a kernel and an initrd that exist, under names no menu line or URL can hold."""
+    def build(tmp: Path) -> Path:
+        files = {kernel: b"k" * 3000, initrd: b"i" * 3000,
+                 "boot/grub/grub.cfg": f"menuentry x {{\n linux '/{kernel}' quiet\n initrd '/{initrd}'\n}}\n".encode()}
+        return _tree_iso(tmp, files, label="SOMELINUX")
+    return build
+
+
 # The generic layout in ISO 9660 names, for the trees only pycdlib writes.
 PYCDLIB_GENERIC: list[tuple[str, str, bytes | None]] = [
     ("/BOOT", "boot", None), ("/BOOT/VMLINUZ.;1", "vmlinuz", b"k" * 3000), ("/BOOT/CORE.GZ;1", "core.gz", b"i" * 3000),
@@ -176,6 +185,9 @@ CASES: dict[str, tuple[Callable[[Path], Path], type[PxedError] | None, tuple[str
     "kernel-is-a-symlink": (kernel_is_a_symlink, UnknownLayout, ()),
     "config-escapes": (config_escapes, UnknownLayout, ()),
     "directory-loop": (directory_loop, InvalidImage, ()),
+    "comma-in-initrd": (unsafe_boot_names("boot/vmlinuz", "boot/initrd.gz,EXTRA.img"), InvalidImage, ()),
+    "percent-in-kernel": (unsafe_boot_names("boot/%2e%2e/vmlinuz", "boot/initrd.gz"), InvalidImage, ()),
+    "space-in-kernel": (unsafe_boot_names("boot/vm linuz", "boot/initrd.gz"), InvalidImage, ()),
     "truncated-half": (truncated(0.5), InvalidImage, ()),
     "truncated-head": (truncated(0.0005), ImageError, ()),
     "forged-size": (forged_size, InvalidImage, ()),
@@ -245,3 +257,15 @@ def test_refusals_are_typed(tmp_path: Path) -> None:
     with pytest.raises(ImageError):
         env.add(bad, "y")
     env.assert_no_leftovers()
+
+
+def test_loader_parameters_of_the_isos_config_never_reach_the_menu(tmp_path: Path) -> None:
+    files = {"boot/vmlinuz": b"k" * 3000, "boot/initrd.gz": b"i" * 3000, "boot/evil.img": b"e" * 3000,
+             "boot/grub/grub.cfg": b"menuentry x {\n linux /boot/vmlinuz initrd=/boot/evil.img BOOT_IMAGE=/x quiet\n"
+                                   b" initrd /boot/initrd.gz\n}\n"}
+    env = make_env(tmp_path / "pxed")
+    rec = env.add(_tree_iso(tmp_path, files, label="SOMELINUX"), "some")
+    assert rec.detection.cmdline == "quiet" and rec.detection.files == ("boot/vmlinuz", "boot/initrd.gz")
+    menu = env.menu()
+    assert "APPEND quiet\n" in menu and "evil" not in menu and "BOOT_IMAGE" not in menu
+    env.assert_complete(rec)
