@@ -26,7 +26,7 @@ NOBUILD ?=
 VERSION := $(shell $(PYTHON) -c 'import pxed; print(pxed.__version__)')
 WHEEL = dist/pxed-$(VERSION)-py3-none-any.whl
 
-.PHONY: all wheel install install-python install-data dist deb check deps deps-apt deps-pip test test-unit \
+.PHONY: all wheel install install-python install-data dist deb arch rpm check deps deps-apt deps-pip test test-unit \
 	test-integration test-system test-floor lint typecheck demo soak bench clean
 
 all: wheel
@@ -87,6 +87,50 @@ deb: dist
 	cp $(DEB_BUILD)/pxed_$(VERSION)_all.deb $(DEB)
 	@echo "built $(DEB)"
 
+## make arch: the Arch package, $(ARCH_PKG): makepkg on `make dist`'s tarball in a fresh directory
+## under /tmp, as $(ARCH_USER) when run as root (makepkg refuses root), with --nodeps: Arch's
+## packages (python-dbus-fast, tftp-hpa, ...) are not installed on Debian for makepkg to find.
+## Arch's `python` is Debian's /usr/bin/python (python-is-python3), so the scripts' #! is Arch's
+## #!/usr/bin/python, but the Python files land where Debian's python3 installs them
+## (DEB_PYTHON_INSTALL_LAYOUT: /usr/lib/python3/dist-packages; Arch's is python3.X/site-packages):
+## the package built here checks the PKGBUILD (files, .PKGINFO, .INSTALL); on Arch, makepkg builds
+## the one to install.
+## pacman, asked by makepkg for .BUILDINFO's installed packages, reads an empty database of its own.
+ARCH_PKG ?= dist/pxed-$(VERSION)-1-any.pkg.tar.zst
+ARCH_USER ?= nobody
+ARCH_PACKAGER ?= pxed make arch <maintainers@users.noreply.r-seed-65be0f0f.example>
+arch: dist
+	mkdir -p $(dir $(ARCH_PKG))
+	set -e; d=$$(mktemp -d /tmp/pxed-arch.XXXXXX); trap 'rm -rf "$$d"' EXIT; chmod 755 "$$d"; \
+	cp packaging/arch/PKGBUILD packaging/arch/pxed.install "$$d"/; \
+	cp $(TARBALL) "$$d"/pxed-$(VERSION).tar.gz; \
+	mkdir -p "$$d"/bin "$$d"/pacman/local; echo 9 > "$$d"/pacman/local/ALPM_DB_VERSION; \
+	printf '#!/bin/sh\nexec /usr/bin/pacman --dbpath "%s/pacman" "$$@"\n' "$$d" > "$$d"/bin/pacman; \
+	chmod 755 "$$d"/bin/pacman; \
+	if [ "$$(id -u)" = 0 ]; then chown -R $(ARCH_USER) "$$d"; as="runuser -u $(ARCH_USER) --"; else as=; fi; \
+	cd "$$d" && $$as env -i HOME="$$d" PATH="$$d/bin:/usr/bin:/bin" DEB_PYTHON_INSTALL_LAYOUT=deb_system \
+		PKGEXT=.pkg.tar.zst PACKAGER="$(ARCH_PACKAGER)" makepkg --nodeps --noconfirm --noprogressbar; \
+	cp "$$d"/pxed-$(VERSION)-1-any.pkg.tar.zst $(abspath $(ARCH_PKG))
+	@echo "built $(ARCH_PKG)"
+
+## make rpm: the Fedora package, $(RPM): rpmbuild -bb on `make dist`'s tarball in $(RPM_BUILD), with
+## --nodeps (its BuildRequires are Fedora's packages, absent from Debian's empty rpm database) and
+## packaging/rpm/macros.fedora loaded: stand-ins for the Fedora macros Debian's rpm lacks
+## (systemd-rpm-macros' directories and scriptlets, pyproject-rpm-macros' %pyproject_*).
+## rpmlint then checks the spec and the package with Fedora's settings (packaging/rpm/rpmlint.toml):
+## no errors; the warnings left are explained in the spec.
+RPM_BUILD ?= build/rpm
+RPM ?= dist/pxed-$(VERSION)-1.noarch.rpm
+rpm: dist
+	rm -rf $(RPM_BUILD)
+	mkdir -p $(RPM_BUILD)/SOURCES $(dir $(RPM))
+	cp $(TARBALL) $(RPM_BUILD)/SOURCES/pxed-$(VERSION).tar.gz
+	rpmbuild -bb --nodeps --load=packaging/rpm/macros.fedora --define "_topdir $(abspath $(RPM_BUILD))" \
+		packaging/rpm/pxed.spec
+	cp $(RPM_BUILD)/RPMS/noarch/pxed-$(VERSION)-1.noarch.rpm $(RPM)
+	rpmlint -c packaging/rpm/rpmlint.toml packaging/rpm/pxed.spec $(RPM)
+	@echo "built $(RPM)"
+
 ## Install everything the tests, demo and benchmarks need (apt-get + pip).
 deps:
 	tools/install-deps all
@@ -101,8 +145,9 @@ deps-pip:
 ## Debian 12's library versions (pyroute2 0.7.2, jinja2 3.1.2, pycdlib 1.12, dbus-fast 1.84).
 check: deps
 	$(MAKE) lint typecheck
-	$(MAKE) deb
-	PXED_DEB=$(abspath $(DEB)) $(PYTEST) $(PYTEST_ARGS)
+	$(MAKE) deb arch rpm
+	PXED_DEB=$(abspath $(DEB)) PXED_ARCH_PKG=$(abspath $(ARCH_PKG)) PXED_RPM=$(abspath $(RPM)) \
+		$(PYTEST) $(PYTEST_ARGS)
 	$(MAKE) test-floor
 
 FLOOR_VENV ?= build/venv-floor
