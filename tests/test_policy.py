@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
 
-from pxed.config import Config
+from pxed import loaders
+from pxed.config import Config, load_config
 from pxed.dhcp.options import Opt
 from pxed.dhcp.packet import parse
 from pxed.dhcp.proxy import BootFile, Listener, Peer, decide
@@ -59,3 +61,23 @@ def test_a_default_reply_carries_syslinux_s_options() -> None:
     assert d.outgoing is not None
     rep = parse(d.outgoing.payload)
     assert rep.opt(209) == b"pxelinux.cfg/default" and rep.opt(210) == b"efi64/"
+
+
+def test_syslinux_ipxe_chains_undionly_for_vendor_roms_and_gives_ipxe_pxelinux(tmp_path: Path) -> None:
+    """[Boot] BIOSLoader=syslinux-ipxe: a BIOS client whose ROM is not iPXE gets undionly.kpxe; once
+    it runs iPXE (the real SeaBIOS + iPXE ROM capture), pxelinux.0 with syslinux's options."""
+    conf = tmp_path / "pxed.conf"
+    conf.write_text("[Boot]\nBIOSLoader=syslinux-ipxe\n")
+    config = load_config(conf, system_root=None)
+    p = boot_policy(config)
+    assert p.boot_files[Firmware.BIOS].path == "undionly.kpxe"
+    assert p.ipxe_boot_files[Firmware.BIOS] == BootFile("pxelinux.0", ((209, CONFIG_FILE), (210, b"/")))
+    iface = InterfaceInfo(name="lab0", index=2, addresses=(ipaddress.IPv4Interface("10.77.0.1/24"),))
+    peer = Peer(Listener.DHCP, 2, ipaddress.IPv4Address(0), 68)
+    vendor_rom = parse(build("bios", bytes.fromhex("525400aabbcd"), 7))  # PXEClient, no iPXE user class
+    ipxe_rom = parse((Path(__file__).parent / "data/dhcp/seabios-ipxe-1-discover.bin").read_bytes())
+    for req, want in ((vendor_rom, b"undionly.kpxe"), (ipxe_rom, b"pxelinux.0")):
+        d = decide(req, peer, iface, p)
+        assert d.outgoing is not None
+        assert parse(d.outgoing.payload).file == want
+    assert "undionly.kpxe" in {n.dest for n in loaders.needed(config.loaders)}

@@ -12,9 +12,11 @@ from types import MappingProxyType
 from pxed.loaders.base import Loader, Needed
 from pxed.loaders.grub import GRUB
 from pxed.loaders.syslinux import SYSLINUX
+from pxed.loaders.syslinux_ipxe import SYSLINUX_IPXE
 from pxed.model import Firmware
 
-LOADERS: Mapping[str, Loader] = MappingProxyType({SYSLINUX.name: SYSLINUX, GRUB.name: GRUB})
+LOADERS: Mapping[str, Loader] = MappingProxyType(
+    {SYSLINUX.name: SYSLINUX, SYSLINUX_IPXE.name: SYSLINUX_IPXE, GRUB.name: GRUB})
 # The loader of each firmware class when pxed.conf names none and nothing better is installed;
 # a class missing here gets no boot file unless [Boot] sets one.
 DEFAULT_LOADERS: Mapping[Firmware, str] = MappingProxyType(
