@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pxed import boottree, loaders
 from pxed.config import load_config
-from pxed.errors import InvalidArgument
+from pxed.errors import InvalidArgument, MissingPackage
 from pxed.loaders.grub import quote
 from pxed.menus import render_menus
-from pxed.model import BootEntry, Installed
+from pxed.model import BootEntry, Firmware, Installed
 from pxed.rules import RESERVED_IDS
 from tests.conftest import need_tool
 from tests.test_menu import GOLDEN, SEED_CONF
@@ -140,3 +141,42 @@ def test_any_title_or_command_line_is_refused_or_stays_one_value(items: list[tup
     assert titles[:len(entries)] == [" ".join(e.title.split()).replace("^", "") for e in entries]
     lines = [cmd for cmd in cmds if cmd[0] == "linux"]
     assert [cmd[2:] for cmd in lines] == [e.append.split() for e in entries]
+
+
+def _touch(root: Path, *rels: str) -> None:
+    for rel in rels:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"MZ" + rel.encode())
+
+
+@pytest.mark.parametrize("layout", ["debian", "fedora", "d-i"])
+def test_the_signed_chain_is_installed_from_each_distributions_paths(tmp_path: Path, layout: str) -> None:
+
+    root, boot = tmp_path / "root", tmp_path / "boot"
+    if layout == "debian":
+        _touch(root, "usr/lib/shim/shimx64.efi.signed", "usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed",
+               "usr/lib/shim/mmx64.efi.signed", "boot/memtest86+x64.efi")
+    elif layout == "fedora":
+        _touch(root, "boot/efi/EFI/fedora/shimx64.efi", "boot/efi/EFI/fedora/grubx64.efi")
+    else:  # debian-installer-12-netboot-amd64's copy of the same signed chain
+        di = "usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
+        _touch(root, f"{di}/bootnetx64.efi", f"{di}/grubx64.efi")
+    needed = loaders.get("grub").needed(frozenset({Firmware.EFI64}))
+    assert boottree.available(needed, system_root=root)
+    got = boottree.populate(boot, needed, system_root=root)
+    assert (boot / "shimx64.efi").read_bytes().startswith(b"MZ") and (boot / "grubx64.efi").exists()
+    assert (boot / "mmx64.efi").exists() == (layout == "debian")  # MokManager: optional
+    assert (got.memtest_efi == "memtest/memtest64.efi") == (layout == "debian")
+    before = {p: p.stat().st_mtime_ns for p in boot.rglob("*") if p.is_file()}
+    boottree.populate(boot, needed, system_root=root)  # idempotent: unchanged files are left alone
+    assert before == {p: p.stat().st_mtime_ns for p in boot.rglob("*") if p.is_file()}
+
+
+def test_a_missing_signed_grub_names_its_package(tmp_path: Path) -> None:
+
+    _touch(tmp_path, "usr/lib/shim/shimx64.efi.signed")
+    needed = loaders.get("grub").needed(frozenset({Firmware.EFI64}))
+    assert not boottree.available(needed, system_root=tmp_path)
+    with pytest.raises(MissingPackage) as e:
+        boottree.populate(tmp_path / "boot", needed, system_root=tmp_path)
+    assert "signed network GRUB (x64)" in str(e.value) and "grub-efi-amd64-signed" in e.value.hint
