@@ -139,6 +139,28 @@ def choose(req: Request, listing: dict[str, int], texts: dict[str, bytes], label
                         hint="pxectl add --memdisk boots it whole (BIOS only), or set [Images] Memdisk=yes")
 
 
+# What a kernel starts with: an x86 bzImage's setup header ("HdrS" at 0x202), a PE/EFI image
+# ("MZ": EFI-stub and zboot kernels, GRUB's targets on UEFI), an arm64 Image ("ARM\x64" at 0x38).
+KERNEL_MAGICS: tuple[tuple[int, bytes], ...] = ((0x202, b"HdrS"), (0, b"MZ"), (0x38, b"ARM\x64"))
+_HEAD = 0x240
+
+
+def check_offered(iso: IsoReader, det: Detection) -> None:
+    """Refuse to offer what cannot boot: an empty kernel or initrd, a kernel with no kernel header."""
+    if det.memdisk or det.kernel is None:
+        return
+    for path in (det.kernel, *det.initrds):
+        if iso.files[path].size == 0:
+            what = "kernel" if path == det.kernel else "initrd"
+            raise InvalidImage(f"the {what} {path} is an empty file",
+                               hint="the ISO is damaged or forged; pxed offers no empty kernel or initrd")
+    head = iso.read_head(iso.files[det.kernel], _HEAD)
+    if not any(head[at:at + len(magic)] == magic for at, magic in KERNEL_MAGICS):
+        raise InvalidImage(f"{det.kernel} is not a kernel pxed can offer: it has no bzImage, PE/EFI or arm64 "
+                           "Image header", hint="the ISO is damaged or forged, or its layout was misread; "
+                           "pxectl add --memdisk boots it whole (BIOS only)")
+
+
 def name_and_title(req: Request, det: Detection) -> tuple[str, str]:
     if req.name is not None:
         name = req.name  # the service checks it (pxed.rules) when it accepts the import, and again at begin()
@@ -167,6 +189,7 @@ def import_iso(fd: int, req: Request, store: Store, *,
         listing = {p: e.size for p, e in iso.files.items()}
         texts = {p: t for p in profiles.texts_wanted(listing) if (t := iso.read_text(p)) is not None}
         det = choose(req, listing, texts, iso.label)
+        check_offered(iso, det)
         name, title = name_and_title(req, det)
         entries = [iso.files[p] for p in det.files]
         whole = profiles.whole_iso(det)

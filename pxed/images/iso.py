@@ -8,10 +8,13 @@ relative and name a regular file inside the ISO (then they become a copy of it).
 :data:`MAX_DEPTH` or longer than :data:`MAX_PATH` are dropped.  An ISO with more entries
 than ``max_files`` or whose files claim bytes beyond its end is refused.
 
-Bytes are copied with ``os.sendfile`` over ``get_file_byte_extents()``; pycdlib versions
-without it (Debian 12 ships 1.12) fall back to ``get_file_from_iso_fp``.  The caller's fd
-is only ever read with ``pread``/``sendfile`` at explicit offsets, so its file offset,
-which the caller shares, never moves.
+Each file's bytes are located once, from the very directory record that was listed and
+checked (its extent and length, and those of its continuation records), and copied with
+``os.sendfile`` over those ranges: a name is never looked up again, so when an ISO names two
+files alike (pycdlib's lookup by name finds the last one; the listing keeps the first and
+drops the other), what is copied is what was checked.  The caller's fd is only ever read
+with ``pread``/``sendfile`` at explicit offsets, so its file offset, which the caller
+shares, never moves.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class Entry:
 
     path: str  # relative, "/"-separated, every component checked
     size: int
-    source: str  # the path as pycdlib knows it in ``namespace``
+    source: str  # the path as pycdlib knows it in ``namespace`` (for messages only: never looked up)
+    runs: tuple[tuple[int, int], ...] = ()  # (byte offset in the ISO, length) of its data, in order
 
 
 def check_component(raw: bytes) -> str | None:
@@ -211,7 +215,14 @@ class IsoReader:
         todo: list[tuple[str, str, int]] = [("", "", 0)]  # (our path, pycdlib path, depth)
         while todo:
             path, source, depth = todo.pop()
+            parts: set[int] = set()  # records that continue a multi-extent file listed before
             for rec in self._children(source):
+                if id(rec) in parts:
+                    continue
+                more = getattr(rec, "data_continuation", None)
+                while more is not None:
+                    parts.add(id(more))
+                    more = getattr(more, "data_continuation", None)
                 count += 1
                 if count > self.max_files:
                     raise InvalidImage(f"the ISO holds more than {self.max_files} entries",
@@ -246,11 +257,11 @@ class IsoReader:
                     seen_dirs.add(extent)
                     todo.append((rel, child_source, depth + 1))
                     continue
-                size = self._size(rec)
-                if rel in self.files:
+                runs = self._runs(rec)
+                if rel in self.files:  # the first one listed is kept, and copied from its own extents
                     self.dropped.append(f"{rel}: duplicate name")
                     continue
-                self.files[rel] = Entry(rel, size, child_source)
+                self.files[rel] = Entry(rel, sum(n for _, n in runs), child_source, runs)
         for rel, target in sorted(links.items()):
             self._materialise(rel, target)
         for d in self.dropped[:20]:
@@ -291,65 +302,56 @@ class IsoReader:
         if not text or text.startswith("/") or resolved.startswith("../") or entry is None or rel in self.files:
             self.dropped.append(f"{rel}: symlink to {target!r} (not a file inside the ISO)")
             return
-        self.files[rel] = Entry(rel, entry.size, entry.source)
+        self.files[rel] = Entry(rel, entry.size, entry.source, entry.runs)
 
-    def _size(self, rec: Any) -> int:
-        total, r = 0, rec
+    def _runs(self, rec: Any) -> tuple[tuple[int, int], ...]:
+        """Where the file of this very record lies: its extent, then its continuation records' ones."""
+        runs: list[tuple[int, int]] = []
+        r = rec
         while r is not None:
             length = int(r.get_data_length())
             claimed = max(length, self._claimed(r))
-            if length < 0 or (claimed and r.extent_location() * SECTOR + claimed > self.size):
+            start = int(r.extent_location()) * SECTOR
+            if length < 0 or (claimed and start + claimed > self.size):
                 raise InvalidImage(f"a file claims {claimed} bytes beyond the end of the ISO ({self.size} bytes)",
                                    hint="the ISO is truncated or forged; download it again")
-            total += length
+            if getattr(r, "interleave_gap_size", 0) or getattr(r, "file_unit_size", 0):
+                raise InvalidImage("the ISO has an interleaved file, which pxed does not read",
+                                   hint="pxed reads ISO 9660 files stored in whole extents; use another ISO")
+            if length:
+                runs.append((start, length))
             r = getattr(r, "data_continuation", None)
-        return total
+            if len(runs) > MAX_FILES:
+                raise InvalidImage("a file of the ISO has too many extents", hint="the ISO is forged or damaged")
+        return tuple(runs)
 
     # ------------------------------------------------------------------ data
-    def extents(self, entry: Entry) -> list[tuple[int, int]] | None:
-        """Byte ranges of the file in the ISO, or None when pycdlib cannot say (use :meth:`copy`)."""
-        if entry.size == 0:
-            return []
-        getter = getattr(self._iso, "get_file_byte_extents", None)
-        if getter is None:
-            return None
-        runs = [(int(o), int(n)) for o, n in getter(**{self.namespace: entry.source})]
-        if sum(n for _, n in runs) != entry.size:
-            return None
-        for off, n in runs:
-            if off < 0 or off + n > self.size:
-                raise InvalidImage(f"{entry.path} claims bytes beyond the end of the ISO",
-                                   hint="the ISO is truncated or forged; download it again")
-        return runs
+    def extents(self, entry: Entry) -> list[tuple[int, int]]:
+        """Byte ranges of the file in the ISO (of the record that was listed: never looked up by name)."""
+        return list(entry.runs)
+
+    def read_head(self, entry: Entry, n: int) -> bytes:
+        """The first ``n`` bytes of a file (fewer if it is shorter): what a header check needs."""
+        out = bytearray()
+        try:
+            for off, length in entry.runs:
+                if len(out) >= n:
+                    break
+                out += os.pread(self.fd, min(length, n - len(out)), off)
+        except OSError as e:
+            raise read_error(e) from None
+        return bytes(out)
 
     def read_text(self, path: str, limit: int = MAX_TEXT) -> bytes | None:
         """A small file's bytes (configuration, version files); None if absent or too large."""
         entry = self.files.get(path)
         if entry is None or entry.size > limit:
             return None
-        try:
-            runs = self.extents(entry)
-            if runs is not None:
-                return b"".join(os.pread(self.fd, n, off) for off, n in runs)
-            out = io.BytesIO()
-            self._iso.get_file_from_iso_fp(out, **{self.namespace: entry.source})
-        except OSError as e:
-            raise read_error(e) from None
-        return out.getvalue()[:limit]
+        return self.read_head(entry, entry.size)
 
     def copy(self, entry: Entry, out_fd: int, *, progress: Progress, cancel: threading.Event | None) -> str:
         """Copy one file into ``out_fd``; returns its sha256 (hex)."""
-        runs = self.extents(entry)
-        if runs is not None:
-            return copy_ranges(self.fd, runs, out_fd, progress=progress, cancel=cancel)
-        digest = hashlib.sha256() if entry.size <= HASH_LIMIT else None
-        sink = _HashingWriter(out_fd, digest, progress, cancel)
-        writer: Any = sink
-        self._iso.get_file_from_iso_fp(writer, blocksize=1 << 20, **{self.namespace: entry.source})
-        if sink.written != entry.size:
-            raise InvalidImage(f"{entry.path}: the ISO holds {sink.written} of its {entry.size} bytes",
-                               hint="the ISO is truncated or forged; download it again")
-        return digest.hexdigest() if digest is not None else ""
+        return copy_ranges(self.fd, list(entry.runs), out_fd, progress=progress, cancel=cancel)
 
 
 def read_error(e: OSError) -> PxedError:
@@ -364,27 +366,6 @@ def write_error(e: OSError) -> PxedError:
                        hint="free space there (pxectl remove an old image) and import again")
     return ImageIOError(f"copy failed: {e.strerror}",
                         hint="check the disk holding the boot root (dmesg) and import again")
-
-
-class _HashingWriter:
-    def __init__(self, fd: int, digest: Any, progress: Progress, cancel: threading.Event | None) -> None:
-        self.fd, self.digest, self.progress, self.cancel, self.written = fd, digest, progress, cancel, 0
-
-    def write(self, data: bytes) -> int:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled("import cancelled")
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except OSError as e:
-                raise write_error(e) from None
-            view = view[n:]
-        if self.digest is not None:
-            self.digest.update(data)
-        self.written += len(data)
-        self.progress(len(data))
-        return len(data)
 
 
 def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progress: Progress,

@@ -117,8 +117,29 @@ LAYOUTS: dict[str, tuple[str, dict[str, bytes | int]]] = {
 }
 
 
+# pxed offers only kernels with a kernel header: every file of random bytes carries one, so that
+# any of them can stand in for a kernel (what pxed checks: "MZ" at 0, "HdrS" at 0x202).
+HEADER = ((0, b"MZ"), (0x202, b"HdrS"))
+
+
+def stamp(data: bytes) -> bytes:
+    """``data`` with a bzImage/PE kernel header written over its start (when it is long enough)."""
+    out = bytearray(data)
+    for at, magic in HEADER:
+        if len(out) >= at + len(magic):
+            out[at:at + len(magic)] = magic
+    return bytes(out)
+
+
+def kernel(size: int = 3000, fill: bytes = b"k") -> bytes:
+    """Text-like bytes (``fill`` repeated, patchable) that pass pxed's kernel header check."""
+    return stamp(fill * size)
+
+
 def write_tree(root: Path, files: Mapping[str, bytes | int], *, remember: bool = True) -> dict[str, bytes]:
-    """Write the files under ``root``; returns the bytes of each (the random ones only if ``remember``)."""
+    """Write the files under ``root``; returns the bytes of each (the random ones only if ``remember``).
+
+    Random files start with a kernel header (:func:`stamp`)."""
     out: dict[str, bytes] = {}
     for rel, content in files.items():
         p = root / rel
@@ -131,6 +152,8 @@ def write_tree(root: Path, files: Mapping[str, bytes | int], *, remember: bool =
             chunks = []
             for at in range(0, content, CHUNK):
                 chunk = os.urandom(min(CHUNK, content - at))
+                if at == 0:
+                    chunk = stamp(chunk)
                 f.write(chunk)
                 if remember:
                     chunks.append(chunk)

@@ -24,7 +24,7 @@ from tests.images import isos
 from tests.images.conftest import Env, make_env
 
 GENERIC = isos.LAYOUTS["generic"][1]
-TEXT_GENERIC = {k: (v if isinstance(v, bytes) else b"k" * v) for k, v in GENERIC.items()}  # no random bytes to patch
+TEXT_GENERIC = {k: (v if isinstance(v, bytes) else isos.kernel(v)) for k, v in GENERIC.items()}  # no random bytes
 
 
 def _both(n: int) -> bytes:
@@ -92,7 +92,7 @@ def config_escapes(tmp: Path) -> Path:
 def unsafe_boot_names(kernel: str, initrd: str) -> Callable[[Path], Path]:
     """A grub.cfg naming a kernel and an initrd that exist, under names no menu line or URL can hold."""
     def build(tmp: Path) -> Path:
-        files = {kernel: b"k" * 3000, initrd: b"i" * 3000,
+        files = {kernel: isos.kernel(3000), initrd: b"i" * 3000,
                  "boot/grub/grub.cfg": f"menuentry x {{\n linux '/{kernel}' quiet\n initrd '/{initrd}'\n}}\n".encode()}
         return _tree_iso(tmp, files, label="SOMELINUX")
     return build
@@ -100,7 +100,8 @@ def unsafe_boot_names(kernel: str, initrd: str) -> Callable[[Path], Path]:
 
 # The generic layout in ISO 9660 names, for the trees only pycdlib writes.
 PYCDLIB_GENERIC: list[tuple[str, str, bytes | None]] = [
-    ("/BOOT", "boot", None), ("/BOOT/VMLINUZ.;1", "vmlinuz", b"k" * 3000), ("/BOOT/CORE.GZ;1", "core.gz", b"i" * 3000),
+    ("/BOOT", "boot", None), ("/BOOT/VMLINUZ.;1", "vmlinuz", isos.kernel(3000)),
+    ("/BOOT/CORE.GZ;1", "core.gz", b"i" * 3000),
     ("/BOOT/ISOLINUX", "isolinux", None),
     ("/BOOT/ISOLINUX/ISOLINUX.CFG;1", "isolinux.cfg", TEXT_GENERIC["boot/isolinux/isolinux.cfg"]),
 ]
@@ -260,7 +261,7 @@ def test_refusals_are_typed(tmp_path: Path) -> None:
 
 
 def test_loader_parameters_of_the_isos_config_never_reach_the_menu(tmp_path: Path) -> None:
-    files = {"boot/vmlinuz": b"k" * 3000, "boot/initrd.gz": b"i" * 3000, "boot/evil.img": b"e" * 3000,
+    files = {"boot/vmlinuz": isos.kernel(3000), "boot/initrd.gz": b"i" * 3000, "boot/evil.img": b"e" * 3000,
              "boot/grub/grub.cfg": b"menuentry x {\n linux /boot/vmlinuz initrd=/boot/evil.img BOOT_IMAGE=/x quiet\n"
                                    b" initrd /boot/initrd.gz\n}\n"}
     env = make_env(tmp_path / "pxed")
@@ -269,3 +270,69 @@ def test_loader_parameters_of_the_isos_config_never_reach_the_menu(tmp_path: Pat
     menu = env.menu()
     assert "APPEND quiet\n" in menu and "evil" not in menu and "BOOT_IMAGE" not in menu
     env.assert_complete(rec)
+
+
+def _named_twice(tmp: Path, first: bytes, second: bytes) -> Path:
+    """Two kernels both named boot/vmlinuz in Rock Ridge: ``first`` comes first in the directory."""
+    files = {**TEXT_GENERIC, "boot/vmlinuy": first, "boot/vmlinuz": second}  # VMLINUY.;1 sorts first
+    iso = _tree_iso(tmp, files)
+    isos.patch(iso, _rr(b"vmlinuy"), _rr(b"vmlinuz"))
+    return iso
+
+
+@pytest.mark.parametrize("checked_first", [True, False])
+def test_a_name_given_twice_copies_the_entry_that_was_checked(tmp_path: Path, checked_first: bool) -> None:
+    """The listing keeps the first of two equal names (pycdlib's lookup by name would find the last):
+    that very entry is checked and copied, from its own extents."""
+    good, bad = isos.kernel(3000, b"g"), b"b" * 3000  # the same size; only one has a kernel header
+    iso = _named_twice(tmp_path, good, bad) if checked_first else _named_twice(tmp_path, bad, good)
+    fd = os.open(iso, os.O_RDONLY)
+    try:
+        with IsoReader(fd, os.fstat(fd).st_size) as r:
+            assert "boot/vmlinuz: duplicate name" in r.dropped
+            assert r.read_text("boot/vmlinuz") == (good if checked_first else bad)
+    finally:
+        os.close(fd)
+    env = make_env(tmp_path / "pxed", "[Images]\nMemdisk=no\n")
+    before = env.tree()
+    if checked_first:
+        rec = env.add(iso, "twice")
+        assert (env.boot / "images/twice/boot/vmlinuz").read_bytes() == good
+        env.assert_complete(rec)
+    else:
+        with pytest.raises(InvalidImage, match="no bzImage, PE/EFI or arm64 Image header") as refused:
+            env.add(iso, "twice")
+        assert refused.value.hint and env.tree() == before
+    env.assert_no_leftovers()
+
+
+@pytest.mark.parametrize(("path", "content", "error"), [
+    ("arch/boot/x86_64/vmlinuz-linux", b"", "kernel arch/boot/x86_64/vmlinuz-linux is an empty file"),
+    ("arch/boot/x86_64/initramfs-linux.img", b"", "initrd arch/boot/x86_64/initramfs-linux.img is an empty file"),
+    ("arch/boot/intel-ucode.img", b"", "initrd arch/boot/intel-ucode.img is an empty file"),
+    ("arch/boot/x86_64/vmlinuz-linux", b"#!/bin/sh\n" * 100, "no bzImage, PE/EFI or arm64 Image header"),
+])
+def test_what_cannot_boot_is_not_offered(tmp_path: Path, path: str, content: bytes, error: str) -> None:
+    label, files = isos.LAYOUTS["archiso"]
+    iso, _ = isos.make_iso(tmp_path / "a.iso", {**files, path: content}, label)
+    env = make_env(tmp_path / "pxed")
+    before_tree, before_catalog = env.tree(), env.catalog()
+    with pytest.raises(InvalidImage, match=error) as refused:
+        env.add(iso)
+    assert refused.value.hint
+    assert env.catalog() == before_catalog and env.tree() == before_tree
+    env.assert_no_leftovers()
+
+
+def test_kernel_headers_pxed_offers(tmp_path: Path) -> None:
+    """bzImage (x86), PE/EFI (EFI stub, zboot) and arm64 Image headers are all kernels."""
+    arm64 = bytearray(b"\0" * 4096)
+    arm64[0x38:0x3C] = b"ARM\x64"
+    efi = b"MZ" + b"\0" * 4094
+    bz = bytearray(b"\0" * 4096)
+    bz[0x202:0x206] = b"HdrS"
+    for i, kernel in enumerate((bytes(arm64), efi, bytes(bz))):
+        files = {**TEXT_GENERIC, "boot/vmlinuz": kernel}
+        iso = isos.make_iso(tmp_path / f"k{i}.iso", files, "TINYCORE")[0]
+        env = make_env(tmp_path / f"pxed{i}")
+        env.assert_complete(env.add(iso, f"k{i}"))

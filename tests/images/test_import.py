@@ -229,8 +229,9 @@ def test_joliet_and_plain_iso9660_names(env: Env, tmp_path: Path, names: str) ->
     env.assert_complete(rec)
 
 
-def test_fallback_copy_without_byte_extents(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pycdlib < 1.16 (Debian 12: 1.12) has no get_file_byte_extents: pycdlib's own copy is used."""
+def test_copies_need_no_byte_extents(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pycdlib < 1.16 (Debian 12: 1.12) has no get_file_byte_extents: pxed never needs it (it copies the
+    extents of the directory records it listed)."""
     import pycdlib
 
     if hasattr(pycdlib.PyCdlib, "get_file_byte_extents"):
