@@ -11,8 +11,9 @@ rpmbuild --nodeps with packaging/rpm/macros.fedora standing in for Fedora's macr
 are built once per session too, or taken from PXED_ARCH_PKG and PXED_RPM (`make check` builds
 them first). Each package's file list must be the .deb's, with only the distro's directories told
 apart; its scriptlets must name the .deb's units and enable nothing; it must bundle no dependency.
-The RPM is installed into a scratch root (rpm --root --nodeps) and checked there as the .deb's
-files are, sysusers and tmpfiles applied as Fedora's rpm and systemd apply them.
+Both are installed into a scratch root (rpm --root --nodeps, pacman -U --root -dd) and checked
+there as the .deb's files are, sysusers and tmpfiles applied as Fedora's rpm and systemd and
+Arch's systemd hooks apply them.
 """
 from __future__ import annotations
 
@@ -414,11 +415,39 @@ def test_rpm_installs_into_a_scratch_root_with_the_debs_layout(rpm_pkg: Built, t
     assert_installed_layout(root, "usr/lib/systemd/system", "usr/lib/systemd/system-generators")
     (site,) = root.glob("usr/lib/python3.*/site-packages")
     assert_python_package_runs(root, site, "/usr/bin/python3", tmp_path)
+    apply_sysusers_and_tmpfiles(root)
+    assert_users_and_boot_root_but_nothing_enabled(root)
+
+
+def test_arch_package_installs_into_a_scratch_root_with_the_debs_layout(arch_pkg: Built, tmp_path: Path) -> None:
+    """pacman -U --root -dd into an empty tree with an empty database, without the install script
+    and hooks; pacman -Qkk agrees with the files; then what Arch's systemd hooks do (sysusers.d,
+    tmpfiles.d). The layout and the users as the .deb's. The Python files are where Debian's
+    python3 put them (make arch builds with it), so the package runs here as Arch's would there."""
+    need(os.geteuid() == 0, "needs root (pacman --root owns the files as root; systemd-tmpfiles chowns)")
+    need_tool("pacman", "systemd-sysusers", "systemd-tmpfiles")
+    root = tmp_path / "root"
+    (root / "var/lib/pacman/local").mkdir(parents=True)
+    (root / "var/lib/pacman/local/ALPM_DB_VERSION").write_text("9\n")
+    pacman = ["pacman", "--root", str(root), "--dbpath", str(root / "var/lib/pacman"), "--config", "/dev/null",
+              "--hookdir", str(tmp_path / "no-hooks")]
+    r = subprocess.run([*pacman, "-U", "-dd", "--noscriptlet", "--noconfirm", "--noprogressbar", arch_pkg.path],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([*pacman, "-Qkk", "pxed"], capture_output=True, text=True)
+    assert r.returncode == 0 and " 0 altered files" in r.stdout, r.stdout + r.stderr
+    assert_installed_layout(root, "usr/lib/systemd/system", "usr/lib/systemd/system-generators")
+    assert_python_package_runs(root, root / "usr/lib/python3/dist-packages", "/usr/bin/python", tmp_path)
+    apply_sysusers_and_tmpfiles(root)
+    assert_users_and_boot_root_but_nothing_enabled(root)
+
+
+def apply_sysusers_and_tmpfiles(root: Path) -> None:
+    """What Fedora's rpm and systemd triggers, and Arch's systemd hooks, do with pxed's files."""
     for tool in (["systemd-sysusers", f"--root={root}", "pxed.conf"],
                  ["systemd-tmpfiles", f"--root={root}", "--create", "pxed.conf"]):
         r = subprocess.run(tool, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
-    assert_users_and_boot_root_but_nothing_enabled(root)
 
 
 # --- Fedora: the spec, expanded by rpmspec; its %files against make install with Fedora's dirs ----
