@@ -45,7 +45,7 @@ from pxed.errors import (
 from pxed.fsutil import fsync_dir
 from pxed.images import profiles
 from pxed.images.catalog import Detection, FileRecord, ImageRecord, ImageState
-from pxed.images.iso import MAX_FILES, Entry, IsoReader, copy_ranges, write_error
+from pxed.images.iso import LIMITS, MAX_FILES, Entry, IsoReader, Limits, copy_ranges, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class Request:
     allow_memdisk: bool = True  # [Images] Memdisk=
     max_bytes: int = 16 << 30  # [Images] MaxSize=
     max_files: int = MAX_FILES
+    limits: Limits = LIMITS  # of the process reading the ISO's metadata
 
 
 class Store(Protocol):
@@ -185,7 +186,7 @@ def import_iso(fd: int, req: Request, store: Store, *,
                cancel: threading.Event | None = None,
                on_detected: Callable[[Detection], None] | None = None) -> ImageRecord:
     size = check_fd(fd, req.max_bytes)
-    with IsoReader(fd, size, max_files=req.max_files) as iso:
+    with IsoReader(fd, size, max_files=req.max_files, limits=req.limits, cancel=cancel) as iso:
         listing = {p: e.size for p, e in iso.files.items()}
         texts = {p: t for p in profiles.texts_wanted(listing) if (t := iso.read_text(p)) is not None}
         det = choose(req, listing, texts, iso.label)

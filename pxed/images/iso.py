@@ -22,13 +22,20 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import json
 import logging
 import os
 import posixpath
 import re
+import resource
+import selectors
+import signal
 import stat
 import struct
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -104,10 +111,33 @@ class _PreadFile(io.RawIOBase):
         return n
 
 
-class IsoReader:
-    """An opened ISO: its label and checked listing; reads and copies its files."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the child process reading an ISO's metadata may use before it is killed."""
 
-    def __init__(self, fd: int, size: int, *, max_files: int = MAX_FILES) -> None:
+    memory: int = 1 << 30  # bytes of address space (RLIMIT_AS; resident size is watched too)
+    cpu: int = 120  # seconds of CPU time (RLIMIT_CPU)
+    wall: float = 300.0  # seconds from start to answer
+
+
+LIMITS = Limits()
+MAX_LISTING_BYTES = 256 << 20  # the child's answer, at most
+_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from pxed.images.iso import child_main; "
+          "child_main(sys.argv[2:])")
+
+
+class IsoReader:
+    """An opened ISO: its label and checked listing; reads and copies its files.
+
+    The metadata (volume descriptors, directory records, Rock Ridge and its continuation
+    areas) is parsed by pycdlib in a child process within ``limits`` (:func:`parse_isolated`);
+    that child is killed at once when ``cancel`` is set.  ``limits=None`` parses here (what the
+    child itself does).  Only plain data comes back: names, sizes and byte ranges, which this
+    process then reads with ``pread``/``sendfile``.
+    """
+
+    def __init__(self, fd: int, size: int, *, max_files: int = MAX_FILES, limits: Limits | None = LIMITS,
+                 cancel: threading.Event | None = None) -> None:
         self.fd, self.size, self.max_files = fd, size, max_files
         try:
             pvd = os.pread(fd, SECTOR, 16 * SECTOR)
@@ -120,35 +150,70 @@ class IsoReader:
         if declared > size:
             raise InvalidImage(f"the ISO declares {declared} bytes but holds only {size}",
                                hint="the ISO is truncated; download it again")
-        self._dirs: dict[int, dict[tuple[int, bytes], int]] = {}
-        self._iso = pycdlib.PyCdlib()
-        self._fp = io.BufferedReader(_PreadFile(fd, size), 1 << 16)
-        try:
-            self._iso.open_fp(self._fp)
-        except Exception as e:  # pycdlib raises many kinds on broken metadata
-            raise InvalidImage(f"the ISO's metadata cannot be read: {e}",
-                               hint="check the download (sha256sum) and try again") from None
-        if self._iso.has_rock_ridge():
-            self.namespace = "rr_path"
-        elif self._iso.has_joliet():
-            self.namespace = "joliet_path"
-        else:
-            self.namespace = "iso_path"
-        self.label = self._label()
+        self.namespace = "iso_path"
+        self.label: str | None = None
         self.dropped: list[str] = []
         self.files: dict[str, Entry] = {}
+        if limits is None:
+            self._parse()
+        else:
+            self._load(parse_isolated(fd, size, max_files=max_files, limits=limits, cancel=cancel))
+
+    def _parse(self) -> None:
+        self._dirs: dict[int, dict[tuple[int, bytes], int]] = {}
+        self._iso = pycdlib.PyCdlib()
         try:
-            self._walk()
-        except (InvalidImage, NotAnIso):
-            self.close()
-            raise
-        except OSError as e:
-            self.close()
-            raise read_error(e) from None
-        except Exception as e:
-            self.close()
-            raise InvalidImage(f"the ISO's directory tree cannot be read: {e}",
-                               hint="check the download (sha256sum) and try again") from None
+            try:
+                self._iso.open_fp(io.BufferedReader(_PreadFile(self.fd, self.size), 1 << 16))
+            except MemoryError:  # a limit of the metadata reader's process (child_main)
+                raise
+            except Exception as e:  # pycdlib raises many kinds on broken metadata
+                raise InvalidImage(f"the ISO's metadata cannot be read: {e}",
+                                   hint="check the download (sha256sum) and try again") from None
+            if self._iso.has_rock_ridge():
+                self.namespace = "rr_path"
+            elif self._iso.has_joliet():
+                self.namespace = "joliet_path"
+            self.label = self._label()
+            try:
+                self._walk()
+            except (InvalidImage, NotAnIso, MemoryError):
+                raise
+            except OSError as e:
+                raise read_error(e) from None
+            except Exception as e:
+                raise InvalidImage(f"the ISO's directory tree cannot be read: {e}",
+                                   hint="check the download (sha256sum) and try again") from None
+        finally:
+            try:
+                self._iso.close()
+            except Exception:  # noqa: BLE001 - closing a half-parsed ISO must not mask the real error
+                pass
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "namespace": self.namespace, "dropped": self.dropped,
+                "files": [[e.path, e.source, [list(r) for r in e.runs]] for e in self.files.values()]}
+
+    def _load(self, data: dict[str, Any]) -> None:
+        """The listing the child sent, checked again: only what a listing may hold is taken."""
+        try:
+            label = data["label"]
+            self.label = label if isinstance(label, str) and label.isprintable() else None
+            self.namespace = {"rr_path": "rr_path", "joliet_path": "joliet_path"}.get(data["namespace"], "iso_path")
+            self.dropped = [str(d) for d in data["dropped"]]
+            for path, source, runs in data["files"]:
+                parts = str(path).split("/")
+                if any(check_component(c.encode()) != c for c in parts) or len(self.files) >= self.max_files:
+                    raise ValueError(f"bad path {path!r}")
+                ranges = tuple((int(o), int(n)) for o, n in runs)
+                if any(o < 0 or n <= 0 or o + n > self.size for o, n in ranges):
+                    raise ValueError(f"bad extent of {path!r}")
+                self.files[str(path)] = Entry(str(path), sum(n for _, n in ranges), str(source), ranges)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidImage(f"the ISO metadata reader gave a listing pxed cannot use: {e}",
+                               hint="report this as a bug, with the ISO if you can") from None
+        for d in self.dropped[:20]:
+            logger.info("ISO entry dropped: %s", d)
 
     # ------------------------------------------------------------------ context
     def __enter__(self) -> IsoReader:
@@ -158,10 +223,7 @@ class IsoReader:
         self.close()
 
     def close(self) -> None:
-        try:
-            self._iso.close()
-        except Exception:  # noqa: BLE001 - closing a half-parsed ISO must not mask the real error
-            pass
+        """Nothing to release: pycdlib is closed once the listing is made (the fd is the caller's)."""
 
     # ------------------------------------------------------------------ listing
     def _label(self) -> str | None:
@@ -422,3 +484,140 @@ def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progres
     if failure:
         raise failure[0]
     return digest.hexdigest() if hashed else ""
+
+
+# ---------------------------------------------------------------------- the metadata reader's process
+
+_CHILD_ERRORS: dict[str, type[PxedError]] = {"InvalidImage": InvalidImage, "NotAnIso": NotAnIso,
+                                             "ImageIOError": ImageIOError}
+_LIMIT_HINT = ("the ISO is forged or damaged (pxed refuses it); if it is genuine and very large, "
+               "raise the limit ([Images] in pxed.conf)")
+
+
+def parse_isolated(fd: int, size: int, *, max_files: int, limits: Limits,
+                   cancel: threading.Event | None) -> dict[str, Any]:
+    """The ISO's listing, made by pycdlib in a child process bounded by ``limits``.
+
+    The child (the same Python, running :func:`child_main`) gets ``fd`` and nothing else, sets
+    its own RLIMIT_AS and RLIMIT_CPU, and writes the listing as JSON.  This side watches its
+    resident size and CPU time too (in case the limits could not be set), the wall clock, and
+    ``cancel``: any of them kills the child at once.  Raises Cancelled, or an ImageError with a
+    hint saying which limit was hit.
+    """
+    import pxed  # the child imports the pxed this process runs
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pxed.__file__)))
+    argv = [sys.executable, "-I", "-c", _CHILD, root, str(fd), str(size), str(max_files), str(limits.memory),
+            str(limits.cpu)]
+    try:
+        proc = subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, close_fds=True)
+    except OSError as e:
+        raise ImageIOError(f"cannot start the ISO metadata reader ({sys.executable}): {e.strerror}",
+                           hint="check pxed's installation and its unit's restrictions") from None
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + limits.wall
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ, out)
+    sel.register(proc.stderr, selectors.EVENT_READ, err)
+    try:
+        while sel.get_map():
+            _check_child(proc.pid, limits, deadline, cancel)
+            for key, _ in sel.select(0.05):
+                chunk = os.read(key.fd, 1 << 20)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                key.data.extend(chunk)
+                if len(out) > MAX_LISTING_BYTES:
+                    raise InvalidImage(f"the ISO's listing is larger than {MAX_LISTING_BYTES} bytes", hint=_FORGED)
+                del err[:-65536]
+        while proc.poll() is None:
+            _check_child(proc.pid, limits, deadline, cancel)
+            time.sleep(0.01)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        sel.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return _answer(proc.returncode, bytes(out), bytes(err), limits)
+
+
+_FORGED = "the ISO is forged or damaged; pxed refuses it (check the download, or use another ISO)"
+
+
+def _check_child(pid: int, limits: Limits, deadline: float, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("import cancelled")
+    if time.monotonic() > deadline:
+        raise InvalidImage(f"reading the ISO's metadata took more than {limits.wall:g} s", hint=_LIMIT_HINT)
+    rss, cpu = _usage(pid)
+    if rss > limits.memory:
+        raise InvalidImage(f"reading the ISO's metadata needed more than {limits.memory} bytes of memory",
+                           hint=_LIMIT_HINT)
+    if cpu > limits.cpu:
+        raise InvalidImage(f"reading the ISO's metadata took more than {limits.cpu} s of CPU time",
+                           hint=_LIMIT_HINT)
+
+
+def _usage(pid: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds of a child (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0, 0.0
+    return rss, cpu
+
+
+def _answer(rc: int, out: bytes, err: bytes, limits: Limits) -> dict[str, Any]:
+    if rc in (-signal.SIGXCPU, -signal.SIGKILL):
+        raise InvalidImage(f"reading the ISO's metadata took more than {limits.cpu} s of CPU time", hint=_LIMIT_HINT)
+    try:
+        data = json.loads(out) if out else None
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        if data["error"] == "memory":
+            raise InvalidImage(f"reading the ISO's metadata needed more than {limits.memory} bytes of memory",
+                               hint=_LIMIT_HINT)
+        cls = _CHILD_ERRORS.get(str(data["error"]), InvalidImage)
+        raise cls(str(data.get("message", "the ISO cannot be read"))[:500], hint=str(data.get("hint") or _FORGED))
+    if rc != 0 or not isinstance(data, dict):
+        if b"MemoryError" in err:
+            raise InvalidImage(f"reading the ISO's metadata needed more than {limits.memory} bytes of memory",
+                               hint=_LIMIT_HINT)
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {rc}"]
+        logger.warning("the ISO metadata reader failed (status %s): %s", rc, err[-2000:].decode("utf-8", "replace"))
+        raise InvalidImage(f"the ISO metadata reader failed: {last[0][:200]}", hint=_FORGED)
+    return data
+
+
+def child_main(argv: list[str]) -> None:
+    """The metadata reader's process: limit itself, list the ISO on ``fd``, write JSON to stdout, exit."""
+    fd, size, max_files, memory, cpu = (int(a) for a in argv)
+    for what, value in ((resource.RLIMIT_AS, memory), (resource.RLIMIT_CPU, cpu)):
+        try:
+            resource.setrlimit(what, (value, value + 1 if what == resource.RLIMIT_CPU else value))
+        except (OSError, ValueError) as e:  # a seccomp filter may refuse: the parent watches too
+            print(f"pxed: cannot set a resource limit: {e}", file=sys.stderr)
+    try:
+        try:
+            reader = IsoReader(fd, size, max_files=max_files, limits=None)
+            answer: dict[str, Any] = reader.to_json()
+        except PxedError as e:
+            answer = {"error": type(e).__name__, "message": e.message, "hint": e.hint}
+        data = json.dumps(answer).encode()
+    except MemoryError:
+        data = b'{"error": "memory"}'
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+    os._exit(0)

@@ -12,14 +12,16 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pxed.errors import ImageError, InvalidImage, NotAnIso, PxedError, UnknownLayout
+from pxed.errors import Cancelled, ImageError, InvalidImage, NotAnIso, PxedError, UnknownLayout
 from pxed.images.importer import Request, import_iso
-from pxed.images.iso import IsoReader
+from pxed.images.iso import IsoReader, Limits
 from tests.images import isos
 from tests.images.conftest import Env, make_env
 
@@ -336,3 +338,90 @@ def test_kernel_headers_pxed_offers(tmp_path: Path) -> None:
         iso = isos.make_iso(tmp_path / f"k{i}.iso", files, "TINYCORE")[0]
         env = make_env(tmp_path / f"pxed{i}")
         env.assert_complete(env.add(iso, f"k{i}"))
+
+
+# ---------------------------------------------------------------------- bounded metadata parsing
+
+
+def _ce(block: int, offset: int, length: int) -> bytes:
+    """A SUSP continuation entry (CE): the record's System Use data goes on at block/offset/length."""
+    return b"CE" + bytes([28, 1]) + _both(block) + _both(offset) + _both(length)
+
+
+def _nm(name: bytes, flags: int = 1) -> bytes:
+    return b"NM" + bytes([5 + len(name), 1, flags]) + name  # flags 1: the name goes on
+
+
+def shared_ce_chains(tmp: Path, records: int = 200, blocks: int = 400) -> Path:
+    """``records`` files whose Rock Ridge data continues into one chain of ``blocks`` areas full of name parts.
+
+    pycdlib follows every record's chain to its end and keeps every part: memory grows by about
+    2.7 MiB per record here and CPU time by records x areas, for a 1.2 MB ISO.
+    """
+    names = [f"rec{i:05d}".ljust(23, "x") for i in range(records)]  # NM entries of 28 bytes, a CE's size
+    files: dict[str, bytes | int] = {f"r/{n}": b"" for n in names}
+    files["ce.bin"] = b"\0" * (blocks * 2048)
+    iso = isos.make_iso(tmp / "ce.iso", files, "CECHAIN", joliet=False)[0]
+    start = isos.extent(iso, "/CE.BIN;1")
+    data = bytearray(iso.read_bytes())
+    for k in range(blocks):  # 28 + 7 * 255 + 235 bytes: one whole block per area
+        head = _ce(start + k + 1, 0, 2048) if k + 1 < blocks else _nm(b"a" * 23)
+        body = head + _nm(b"a" * 250) * 7 + _nm(b"a" * 230)
+        data[(start + k) * 2048:(start + k + 1) * 2048] = body
+    for name in names:  # each record's own name becomes the way into the shared chain
+        old = _nm(name.encode(), 0)
+        assert data.count(old) == 1
+        data = data.replace(old, _ce(start, 0, 2048))
+    iso.write_bytes(bytes(data))
+    return iso
+
+
+@pytest.mark.parametrize(("limits", "error"), [
+    (Limits(memory=192 << 20), "more than 201326592 bytes of memory"),
+    (Limits(cpu=1), "more than 1 s of CPU time"),
+    (Limits(wall=0.8), "more than 0.8 s"),
+])
+def test_metadata_parsing_is_bounded(tmp_path: Path, limits: Limits, error: str) -> None:
+    iso = shared_ce_chains(tmp_path)
+    env = make_env(tmp_path / "pxed")
+    before_tree, before_catalog = env.tree(), env.catalog()
+    fd = os.open(iso, os.O_RDONLY)
+    started = time.monotonic()
+    try:
+        with pytest.raises(InvalidImage, match=error) as refused:
+            import_iso(fd, Request(name="ce", limits=limits), env.service.store())
+    finally:
+        os.close(fd)
+    assert time.monotonic() - started < 20
+    assert "raise the limit" in (refused.value.hint or "")
+    assert env.catalog() == before_catalog and env.tree() == before_tree
+    env.assert_no_leftovers()
+
+
+def test_cancel_stops_metadata_parsing_at_once(tmp_path: Path) -> None:
+    iso = shared_ce_chains(tmp_path)
+    env = make_env(tmp_path / "pxed")
+    before = env.tree()
+    cancel = threading.Event()
+    timer = threading.Timer(0.5, cancel.set)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        env.add(iso, "ce", cancel=cancel)
+    assert time.monotonic() - started < 2.5  # parsing alone takes about 10 s here
+    timer.join()
+    assert env.tree() == before and env.catalog() == ()
+    env.assert_no_leftovers()
+
+
+def test_the_parser_runs_in_a_limited_child(tmp_path: Path) -> None:
+    """The listing comes from another process; this one never imports more than it had."""
+    iso, _ = isos.build("generic", tmp_path)
+    fd = os.open(iso, os.O_RDONLY)
+    try:
+        here = IsoReader(fd, os.fstat(fd).st_size, limits=None)
+        there = IsoReader(fd, os.fstat(fd).st_size)
+        assert here.to_json() == there.to_json() and "boot/vmlinuz" in there.files
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0  # the caller's offset never moves
+    finally:
+        os.close(fd)
