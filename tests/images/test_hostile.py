@@ -441,3 +441,24 @@ def test_a_big_listing_with_many_boot_configs_imports_in_seconds(tmp_path: Path)
     assert time.monotonic() - started < 15
     assert rec.detection.memdisk  # no stanza boots: served whole
     env.assert_complete(rec)
+
+
+@pytest.mark.parametrize("listing", [
+    {"files": [["../etc/passwd", "/x", [[0, 10]]]]},
+    {"files": [["a\nb", "/x", [[0, 10]]]]},
+    {"files": [["boot/k", "/x", [[-1, 10]]]]},
+    {"files": [["boot/k", "/x", [[0, 1 << 40]]]]},
+    {"files": [["boot/k", "/x", "nope"]]},
+    {"files": "nope"},
+    {},
+])
+def test_a_listing_from_the_child_is_checked_again(tmp_path: Path, listing: dict[str, object]) -> None:
+    iso, _ = isos.build("generic", tmp_path)
+    fd = os.open(iso, os.O_RDONLY)
+    try:
+        reader = IsoReader(fd, os.fstat(fd).st_size, limits=None)
+        reader.files = {}
+        with pytest.raises(InvalidImage, match="listing pxed cannot use"):
+            reader._load({"label": "X", "namespace": "rr_path", "dropped": [], **listing})
+    finally:
+        os.close(fd)
