@@ -122,7 +122,7 @@ class Limits:
 
 LIMITS = Limits()
 MAX_LISTING_BYTES = 256 << 20  # the child's answer, at most
-_CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from pxed.images.iso import child_main; "
+_CHILD = ("import json, sys; sys.path[:] = json.loads(sys.argv[1]); from pxed.images.iso import child_main; "
           "child_main(sys.argv[2:])")
 
 
@@ -498,16 +498,15 @@ def parse_isolated(fd: int, size: int, *, max_files: int, limits: Limits,
                    cancel: threading.Event | None) -> dict[str, Any]:
     """The ISO's listing, made by pycdlib in a child process bounded by ``limits``.
 
-    The child (the same Python, running :func:`child_main`) gets ``fd`` and nothing else, sets
+    The child (the same Python with this one's module path, ignoring PYTHON* variables,
+    running :func:`child_main`) gets ``fd`` and nothing else, sets
     its own RLIMIT_AS and RLIMIT_CPU, and writes the listing as JSON.  This side watches its
     resident size and CPU time too (in case the limits could not be set), the wall clock, and
     ``cancel``: any of them kills the child at once.  Raises Cancelled, or an ImageError with a
     hint saying which limit was hit.
     """
-    import pxed  # the child imports the pxed this process runs
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(pxed.__file__)))
-    argv = [sys.executable, "-I", "-c", _CHILD, root, str(fd), str(size), str(max_files), str(limits.memory),
+    path = json.dumps([os.path.abspath(p) for p in sys.path])  # the child imports what this process does
+    argv = [sys.executable, "-E", "-s", "-c", _CHILD, path, str(fd), str(size), str(max_files), str(limits.memory),
             str(limits.cpu)]
     try:
         proc = subprocess.Popen(argv, pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -376,12 +376,29 @@ def shared_ce_chains(tmp: Path, records: int = 200, blocks: int = 400) -> Path:
     return iso
 
 
+def _follows_ce_chains(tmp: Path) -> bool:
+    """Whether this pycdlib follows a chain of continuation areas (1.12, Debian 12's, refuses any)."""
+    small = shared_ce_chains(tmp, records=1, blocks=3)
+    fd = os.open(small, os.O_RDONLY)
+    try:
+        IsoReader(fd, os.fstat(fd).st_size, limits=None)
+    except InvalidImage as e:
+        assert "CE" in str(e), e
+        return False
+    finally:
+        os.close(fd)
+    small.unlink()
+    return True
+
+
 @pytest.mark.parametrize(("limits", "error"), [
     (Limits(memory=192 << 20), "more than 201326592 bytes of memory"),
     (Limits(cpu=1), "more than 1 s of CPU time"),
     (Limits(wall=0.8), "more than 0.8 s"),
 ])
 def test_metadata_parsing_is_bounded(tmp_path: Path, limits: Limits, error: str) -> None:
+    if not _follows_ce_chains(tmp_path):
+        error = "Only single CE record supported"  # refused by pycdlib itself, at once
     iso = shared_ce_chains(tmp_path)
     env = make_env(tmp_path / "pxed")
     before_tree, before_catalog = env.tree(), env.catalog()
@@ -393,12 +410,14 @@ def test_metadata_parsing_is_bounded(tmp_path: Path, limits: Limits, error: str)
     finally:
         os.close(fd)
     assert time.monotonic() - started < 20
-    assert "raise the limit" in (refused.value.hint or "")
+    assert refused.value.hint and (error.startswith("Only") or "raise the limit" in refused.value.hint)
     assert env.catalog() == before_catalog and env.tree() == before_tree
     env.assert_no_leftovers()
 
 
 def test_cancel_stops_metadata_parsing_at_once(tmp_path: Path) -> None:
+    if not _follows_ce_chains(tmp_path):
+        pytest.skip("this pycdlib refuses chained continuation areas at once: nothing to cancel")
     iso = shared_ce_chains(tmp_path)
     env = make_env(tmp_path / "pxed")
     before = env.tree()
