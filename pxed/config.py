@@ -71,6 +71,10 @@ class Config:
     entries: tuple[BootEntry, ...] = ()
     image_memdisk: bool = True
     image_max_bytes: int = 16 * 1024**3
+    # the child process that reads an ISO's metadata is killed past these (pxed.images.iso.Limits)
+    image_parse_memory: int = 1 << 30
+    image_parse_cpu: int = 120
+    image_parse_time: int = 300
     sources: tuple[Path, ...] = ()
 
     @property
@@ -244,6 +248,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("Images", "Memdisk", "image_memdisk", parse_boolean,
             "Boot ISOs of unknown layout whole through memdisk instead of refusing them."),
     Setting("Images", "MaxSize", "image_max_bytes", parse_size, "Largest ISO accepted for import."),
+    Setting("Images", "ParseMemory", "image_parse_memory", parse_size,
+            "Memory the process reading an ISO's metadata may use before it is killed (the import refused)."),
+    Setting("Images", "ParseCPU", "image_parse_cpu", _int_parser(1, 86400),
+            "CPU seconds that process may use before it is killed."),
+    Setting("Images", "ParseTime", "image_parse_time", _int_parser(1, 86400),
+            "Seconds that process may take, wall clock, before it is killed."),
 )
 
 ENTRY_KEYS = ("Title", "Kernel", "Initrd", "Append", "SysAppend", "Type")

@@ -491,7 +491,7 @@ def copy_ranges(in_fd: int, runs: list[tuple[int, int]], out_fd: int, *, progres
 _CHILD_ERRORS: dict[str, type[PxedError]] = {"InvalidImage": InvalidImage, "NotAnIso": NotAnIso,
                                              "ImageIOError": ImageIOError}
 _LIMIT_HINT = ("the ISO is forged or damaged (pxed refuses it); if it is genuine and very large, "
-               "raise the limit ([Images] in pxed.conf)")
+               "raise [Images] ParseMemory=, ParseCPU= or ParseTime= in pxed.conf")
 
 
 def parse_isolated(fd: int, size: int, *, max_files: int, limits: Limits,

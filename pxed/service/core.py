@@ -337,12 +337,14 @@ class Service:
                      on_detected: Callable[[Detection], None] | None = None) -> ImageRecord:
         """Import an ISO from an open file descriptor (blocking; see :mod:`pxed.images.importer`)."""
         from pxed.images.importer import Request, import_iso  # pycdlib: not needed to answer DHCP
+        from pxed.images.iso import Limits
 
         if name is not None:
             self.check_new_id(name, queued=False)  # the job of this import has the name
         cfg = self._config
+        limits = Limits(memory=cfg.image_parse_memory, cpu=cfg.image_parse_cpu, wall=float(cfg.image_parse_time))
         req = Request(name=name, title=options.title, memdisk=options.memdisk, allow_memdisk=cfg.image_memdisk,
-                      max_bytes=cfg.image_max_bytes)
+                      max_bytes=cfg.image_max_bytes, limits=limits)
         return import_iso(fd, req, self.store(), progress=progress, cancel=cancel, on_detected=on_detected)
 
     def store(self) -> _Store:

@@ -410,8 +410,22 @@ def test_metadata_parsing_is_bounded(tmp_path: Path, limits: Limits, error: str)
     finally:
         os.close(fd)
     assert time.monotonic() - started < 20
-    assert refused.value.hint and (error.startswith("Only") or "raise the limit" in refused.value.hint)
+    assert refused.value.hint and (error.startswith("Only") or "ParseMemory=" in refused.value.hint)
     assert env.catalog() == before_catalog and env.tree() == before_tree
+    env.assert_no_leftovers()
+
+
+def test_the_parse_limits_come_from_pxed_conf(tmp_path: Path) -> None:
+    """[Images] ParseTime= (and ParseMemory=, ParseCPU=) reach the import the service runs."""
+    if not _follows_ce_chains(tmp_path):
+        pytest.skip("this pycdlib refuses chained continuation areas at once: no limit is reached")
+    iso = shared_ce_chains(tmp_path)
+    env = make_env(tmp_path / "pxed", "[Images]\nParseTime=1\nParseCPU=60\nParseMemory=900M\n")
+    assert (env.service.config.image_parse_time, env.service.config.image_parse_memory) == (1, 900 << 20)
+    started = time.monotonic()
+    with pytest.raises(InvalidImage, match=r"more than 1 s") as refused:
+        env.add(iso, "ce")
+    assert time.monotonic() - started < 10 and "ParseTime=" in (refused.value.hint or "")
     env.assert_no_leftovers()
 
 
