@@ -225,7 +225,7 @@ class Server:
             return sum(1 for _ in f)
 
 
-def server_lab(kind: str, wd: Path) -> Server:
+def server_lab(kind: str, wd: Path, *, extra: str = "") -> Server:
     lab = Lab(workdir=wd)
     bus = None
     try:
@@ -233,7 +233,7 @@ def server_lab(kind: str, wd: Path) -> Server:
         seg.cli.ip("addr", "add", f"{CLIENT_IP}/24", "dev", "lab0")
         if kind == "pxed":
             bus = PrivateBus()
-            conf = write_config(wd / "pxed.conf", wd)
+            conf = write_config(wd / "pxed.conf", wd, extra=extra)
             # systemd-socket-activate execs pxed in place: the Popen's PID is pxed's.
             p = start_pxed(lab, seg.srv, wd, conf, debug=False, args=("--log-target=stderr",),
                            env={"DBUS_SYSTEM_BUS_ADDRESS": bus.address})
