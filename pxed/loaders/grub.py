@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pxed.loaders.base import Needed
-from pxed.model import BootEntry, Firmware, Menu, Tool
+from pxed.model import Firmware, Menu, Tool
 
 CONFIG = "grub/grub.cfg"
 # debian-installer's build of the same signed GRUB (grubnet*-installer.efi.signed, the GRUB in
@@ -120,9 +120,7 @@ class Grub:
             return "${pxed}/" + quote(render.boot_path(path))
 
         env = render.environment(template_dir, {"url": url, "quote": quote, "words": words})
-        entries = [_fields(e) for e in menu.entries if e.kind != "memdisk"]  # whole ISOs: memdisk is BIOS-only
-        ids = [e["id"] for e in entries]
-        default = menu.default if menu.default in ids else (ids[0] if ids else "local")
+        entries, default = render.entries(menu, whole_isos=False)  # memdisk is a BIOS program
         cpus = [cpu for cpu, classes in _CPUS.items() if classes & served]
         tools = []
         for t in menu.tools:
@@ -147,10 +145,6 @@ class Grub:
 def _seconds(tenths: int) -> int:
     """syslinux's TIMEOUT (tenths, 0 = for ever) as GRUB's (whole seconds, -1 = for ever)."""
     return -1 if tenths == 0 else max(1, -(-tenths // 10))
-
-
-def _fields(entry: BootEntry) -> dict[str, Any]:
-    return {f: getattr(entry, f) for f in BootEntry.__dataclass_fields__}
 
 
 def _tool(tool: Tool) -> dict[str, Any]:

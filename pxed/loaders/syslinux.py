@@ -27,7 +27,7 @@ from typing import Any
 
 from pxed.dhcp.options import Opt
 from pxed.loaders.base import Needed
-from pxed.model import BootEntry, Firmware, Menu, Tool
+from pxed.model import Firmware, Menu, Tool
 
 CONFIG_FILE = b"pxelinux.cfg/default"
 # The menus of each firmware class: directory (the option-210 path prefix), and the
@@ -110,21 +110,13 @@ class Syslinux:
             prefix, name = _DIRS[fw]
             if f"{prefix}pxelinux.cfg/default" in files:
                 continue  # UEFI PXE and HTTP Boot share efi64/
-            entries = [e for e in menu.entries if fw is Firmware.BIOS or e.kind != "memdisk"]
-            ids = [e.id for e in entries]
-            default = menu.default if menu.default in ids else (ids[0] if ids else "local")
+            entries, default = render.entries(menu, whole_isos=fw is Firmware.BIOS)
             tools = [_tool(t) for t in menu.tools if fw in t.firmware and fw in _TOOL_FIRMWARE.get(t.id, {fw})]
-            # Entries go in as dicts: the sandbox then looks their fields up as items, without the
-            # per-attribute safety check that makes 1,000 dataclass entries cost tens of milliseconds.
-            ctx = {"menu": head, "entries": [_fields(e) for e in entries], "default": default, "tools": tools,
+            ctx = {"menu": head, "entries": entries, "default": default, "tools": tools,
                    "firmware": name, "server": menu.host}
             for template, rel in (("top", "default"), ("pxe", "pxe.cfg"), ("sys", "sys.cfg")):
                 files[f"{prefix}pxelinux.cfg/{rel}"] = render.render(env, f"syslinux/{template}.cfg.j2", ctx)
         return files
-
-
-def _fields(entry: BootEntry) -> dict[str, Any]:
-    return {f: getattr(entry, f) for f in BootEntry.__dataclass_fields__}
 
 
 def _tool(tool: Tool) -> dict[str, Any]:
