@@ -48,6 +48,45 @@ class BootFile:
                 raise ValueError(f"option {code} cannot be a boot file's: decide() sets it, or it is no option")
 
 
+class ReplyForm(enum.StrEnum):
+    """How a UEFI PXE client is answered on :67 ([Host] ReplyForm=)."""
+
+    AUTO = "auto"  # BINL for UEFI (no 43, no file: the client asks :4011), PXE10 direct for BIOS and iPXE
+    BINL = "binl"  # always the BINL form
+    DIRECT = "direct"  # 43.6=8 with the file in the offer, for firmware that ignores BINL offers
+
+
+@dataclass(frozen=True, slots=True)
+class HostRule:
+    """One ``[Host NAME]`` of pxed.conf (or a host set over D-Bus), as the DHCP core applies it.
+
+    A rule matches a request when every match field it sets holds: ``mac`` (6 bytes) equals
+    chaddr, ``mac_prefix`` (1 to 5 bytes) starts it, ``uuid`` (lower case) is option 97's,
+    ``arch`` is option 93's, ``vendor_class`` starts option 60.  Of several matching rules the
+    most specific wins (:attr:`rank`); the config refuses two rules of one rank that can match
+    the same client.  What a match does: ``ignore`` (no reply at all), this host's own
+    ``boot_files`` (its loader's, per firmware class; missing classes keep the policy's),
+    the :class:`ReplyForm`, and a reply ``delay`` in seconds (as dnsmasq's dhcp-reply-delay).
+    """
+
+    name: str
+    mac: bytes | None = None
+    mac_prefix: bytes | None = None
+    uuid: str | None = None
+    arch: int | None = None
+    vendor_class: bytes | None = None
+    ignore: bool = False
+    boot_files: Mapping[Firmware, BootFile] = field(default_factory=dict)
+    reply_form: ReplyForm = ReplyForm.AUTO
+    delay: float = 0.0
+
+    @property
+    def rank(self) -> tuple[int, int, int, int]:
+        """Specificity, larger wins: a MAC, then a UUID, then the longest MAC prefix, then vendor class, then arch."""
+        return (2 if self.mac is not None else 1 if self.uuid is not None else 0,
+                len(self.mac_prefix or b""), int(self.vendor_class is not None), int(self.arch is not None))
+
+
 @dataclass(frozen=True, slots=True)
 class BootPolicy:
     """What pxed answers: the boot file of each firmware class (a class missing, or with an
@@ -63,6 +102,7 @@ class BootPolicy:
     http_port: int = 80
     allow_relay: bool = False
     vendor_classes: tuple[str, ...] = ()
+    hosts: tuple[HostRule, ...] = ()  # per-machine rules ([Host NAME]); see HostRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +112,7 @@ class Outgoing:
     port: int
     listener: Listener
     ifindex: int | None
+    delay: float = 0.0  # seconds to wait before sending (a HostRule's delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +126,7 @@ class Answered:
     ipxe: bool
     xid: int
     relayed: bool
+    host: str | None = None  # the HostRule that matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,4 +142,5 @@ class Decision:
     event: Answered | Ignored
 
 
-__all__ = ["Answered", "BootFile", "BootPolicy", "Decision", "Ignored", "Listener", "Outgoing", "Peer"]
+__all__ = ["Answered", "BootFile", "BootPolicy", "Decision", "HostRule", "Ignored", "Listener", "Outgoing", "Peer",
+           "ReplyForm"]
